@@ -1,0 +1,43 @@
+# One-command set-up: `make run` and `make test` work on a fresh clone of a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.veil-installed
+SAMPLE ?= sample
+SHELL := /bin/bash
+
+.PHONY: setup build test test-nightly run bench lint clean
+
+# The virtual environment is reused when present; the install stamp tracks the files that define the build.
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/gen_vrtable.py
+	$(BIN)/python -m pip install --quiet "cython>=3.0.10" "pydicom>=3.0"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+build: setup
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+test-nightly: setup
+	VEIL_NIGHTLY=1 $(BIN)/python -m pytest -q tests
+
+run: setup
+	rm -rf $(SAMPLE)
+	$(BIN)/veil synth $(SAMPLE)/in --patients 3 --studies-per-patient 2 --series-per-study 2 --instances-per-series 5 --seed 1
+	$(BIN)/veil deidentify $(SAMPLE)/in $(SAMPLE)/out
+
+bench: setup
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks ext/gen_vrtable.py
+
+clean:
+	rm -rf build $(VENV) src/*.egg-info src/veil/*.so ext/*.c ext/vrtable.h $(SAMPLE)

@@ -1,0 +1,259 @@
+"""The ``veil`` command: argument parsing and printing only; the work lives in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from veil import __version__
+from veil.errors import KeyError_, RecipeError, VeilError
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_QUARANTINED = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="veil", description="High-throughput DICOM de-identification.")
+    p.add_argument("--version", action="version", version=f"veil {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a deterministic synthetic archive with realistic identifiers")
+    s.add_argument("out", type=Path)
+    s.add_argument("--patients", type=int, required=True)
+    s.add_argument("--studies-per-patient", type=int, default=1)
+    s.add_argument("--series-per-study", type=int, default=1)
+    s.add_argument("--instances-per-series", type=int, default=1)
+    s.add_argument("--modality", default="CT", type=str.upper)
+    s.add_argument("--rows", type=int, default=64)
+    s.add_argument("--cols", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+
+    k = sub.add_parser("keygen", help="write a new 32-byte project key (mode 0600)")
+    k.add_argument("keyfile", type=Path)
+
+    d = sub.add_parser("deidentify", help="de-identify files or a directory tree in this process")
+    d.add_argument("src", type=Path)
+    d.add_argument("dst", type=Path)
+    d.add_argument("--recipe", default="research", help="recipe name or YAML path (default: research)")
+    d.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
+    d.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    r = sub.add_parser("recipe", help="list, show, check and compare recipes")
+    rs = r.add_subparsers(dest="recipe_command", required=True)
+    rs.add_parser("list", help="the shipped recipes")
+    show = rs.add_parser("show", help="the resolved rules of a recipe")
+    show.add_argument("name")
+    check = rs.add_parser("check", help="validate a recipe file")
+    check.add_argument("file")
+    diff = rs.add_parser("diff", help="rules that differ between two recipes")
+    diff.add_argument("a")
+    diff.add_argument("b")
+
+    pk = sub.add_parser("peek", help="the identity and signature values of one file (JSON)")
+    pk.add_argument("file", type=Path)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (RecipeError, KeyError_) as exc:
+        print(f"veil: error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except VeilError as exc:
+        print(f"veil: error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        print("veil: interrupted", file=sys.stderr)
+        return 130
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from veil import synth
+
+    total = args.patients * args.studies_per_patient * args.series_per_study * args.instances_per_series
+    started = time.perf_counter()
+    progress = _Progress(total, "synth") if sys.stderr.isatty() else None
+    try:
+        summary = synth.write_archive(
+            args.out,
+            patients=args.patients,
+            studies_per_patient=args.studies_per_patient,
+            series_per_study=args.series_per_study,
+            instances_per_series=args.instances_per_series,
+            modality=args.modality,
+            rows=args.rows,
+            cols=args.cols,
+            seed=args.seed,
+            progress=progress.update if progress else None,
+        )
+    except ValueError as exc:
+        print(f"veil synth: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if progress:
+        progress.close()
+    seconds = time.perf_counter() - started
+    print(
+        f"synth: wrote {summary.files} files ({summary.bytes / 1e6:.1f} MB) for {summary.patients} patients, "
+        f"{summary.studies} studies, {summary.series} series to {summary.out} in {seconds:.2f} s"
+    )
+    for ts, count in summary.transfer_syntaxes:
+        print(f"  {count:8d}  {ts}")
+    return EXIT_OK
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from veil.keys import generate_key_file
+
+    key = generate_key_file(args.keyfile)
+    print(f"keygen: wrote {args.keyfile} (mode 0600), key id {key.key_id}")
+    return EXIT_OK
+
+
+def _iter_files(src: Path) -> Iterator[tuple[Path, Path]]:
+    """(file, path relative to src) lazily, in a stable order; a single file gives its own name."""
+    if src.is_file():
+        yield src, Path(src.name)
+        return
+    for root, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            yield path, path.relative_to(src)
+
+
+def _deidentify(args: argparse.Namespace) -> int:
+    from veil.keys import KeyedFunctions, load_key
+    from veil.pipeline import Deidentifier
+    from veil.recipe import compile_recipe, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    compiled = compile_recipe(recipe)
+    key = load_key(args.key) if (args.key or os.environ.get("VEIL_KEY") or recipe.requires_key) else None
+    functions = KeyedFunctions(key, **compiled.key_parameters) if key is not None else None
+    if not args.src.exists():
+        print(f"veil deidentify: error: {args.src}: no such file or directory", file=sys.stderr)
+        return EXIT_FATAL
+    src_root = args.src.resolve()
+    dst_root = args.dst.resolve()
+    if dst_root == src_root or src_root in dst_root.parents:
+        print("veil deidentify: error: DST must not be inside SRC", file=sys.stderr)
+        return EXIT_FATAL
+    worker = Deidentifier(compiled.plan, functions)
+    started = time.perf_counter()
+    files = written = quarantined = bytes_in = bytes_out = 0
+    actions: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for path, rel in _iter_files(args.src):
+        files += 1
+        outcome = worker.deidentify_file(path, args.dst / rel)
+        if outcome.status == "written":
+            written += 1
+            bytes_in += outcome.input_bytes
+            bytes_out += outcome.output_bytes
+            actions.update({k: v for k, v in outcome.counts.items() if v})
+        else:
+            quarantined += 1
+            reasons[outcome.reason] += 1
+            print(f"quarantined: {path}: {outcome.reason}", file=sys.stderr)
+    seconds = time.perf_counter() - started
+    summary = {
+        "recipe": f"{recipe.name} {recipe.version}",
+        "key_id": key.key_id if key else None,
+        "files": files,
+        "written": written,
+        "quarantined": quarantined,
+        "quarantine_reasons": dict(reasons),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "seconds": round(seconds, 3),
+        "files_per_second": round(files / seconds, 1) if seconds else None,
+        "actions": dict(sorted(actions.items())),
+        "destination": str(args.dst),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"deidentify: {files} files with recipe {summary['recipe']} (key id {summary['key_id']}): "
+            f"{written} written, {quarantined} quarantined, {bytes_in / 1e6:.1f} MB in, "
+            f"{bytes_out / 1e6:.1f} MB out, {seconds:.2f} s ({summary['files_per_second']} files/s)"
+        )
+        print("  elements by action: " + ", ".join(f"{k.lower()} {v}" for k, v in summary["actions"].items()))
+        for reason, count in reasons.most_common():
+            print(f"  quarantined {count}: {reason}")
+        print(f"  output: {args.dst}")
+    return EXIT_QUARANTINED if quarantined else EXIT_OK
+
+
+def _recipe(args: argparse.Namespace) -> int:
+    from veil import recipe as recipes
+
+    if args.recipe_command == "list":
+        for info in recipes.list_recipes():
+            print(f"{info.name:36s} {info.version:10s} {info.description}")
+    elif args.recipe_command == "show":
+        print(recipes.load_recipe(args.name).show())
+    elif args.recipe_command == "check":
+        r = recipes.check_recipe(args.file)
+        print(f"{args.file}: ok ({r.name} {r.version}, sha256 {r.content_hash[:16]})")
+    elif args.recipe_command == "diff":
+        print(recipes.diff_recipes(args.a, args.b))
+    return EXIT_OK
+
+
+def _peek(args: argparse.Namespace) -> int:
+    from veil._core import peek
+
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"veil peek: error: {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_FATAL
+    print(json.dumps(peek(data, str(args.file)), indent=2))
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line progress display on a terminal: count, rate, ETA."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = total
+        self.label = label
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done < self.total:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        eta = (self.total - done) / rate if rate else 0
+        sys.stderr.write(f"\r{self.label}: {done}/{self.total} files, {rate:,.0f} files/s, ETA {eta:,.0f} s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+_COMMANDS = {
+    "synth": _synth,
+    "keygen": _keygen,
+    "deidentify": _deidentify,
+    "recipe": _recipe,
+    "peek": _peek,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

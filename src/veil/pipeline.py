@@ -1,0 +1,171 @@
+"""One file, start to end: read (mmap) -> peek -> rewrite header -> write output atomically.
+
+Pure and Ray-free, so the same code runs in a test, in-process and in a Ray task. The pixel tail never enters
+Python objects: the header comes from the native core, the pixel bytes go from the input file descriptor to the
+output by ``os.copy_file_range`` (falling back to ``os.sendfile``), and the output appears under its final name
+only when complete (temporary name, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from veil._core import RewriteResult, Rewriter, peek
+from veil.errors import MalformedDicom, VeilError
+from veil.keys import KeyedFunctions
+from veil.plan import Plan
+
+__all__ = ["Deidentifier", "FileOutcome"]
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What happened to one input: written (with its new identity and counts) or refused with a reason."""
+
+    source: str
+    destination: str | None
+    status: str  # "written" | "quarantined"
+    reason: str = ""
+    input_bytes: int = 0
+    output_bytes: int = 0
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    transfer_syntax: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    microseconds: int = 0
+
+
+class Deidentifier:
+    """Applies one Plan with one set of keyed functions; reuse one per worker (it keeps native buffers)."""
+
+    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None) -> None:
+        self.plan = plan
+        self.functions = functions
+        self._rewriter = Rewriter(
+            plan,
+            functions.uid if functions is not None else None,
+            functions.pseudonym if functions is not None else None,
+        )
+
+    def shift_days(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> int:
+        """The patient's date shift, from a cheap peek at PatientID (dates come before it in the stream)."""
+        if self.functions is None:
+            return 0
+        info = peek(data, path)
+        return self.functions.date_shift(info["patient_id"] or "")
+
+    def rewrite(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> RewriteResult:
+        """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write."""
+        return self._rewriter.rewrite(data, self.shift_days(data, path), path)
+
+    def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
+        return self.rewrite(data, path).tobytes()
+
+    def deidentify_file(self, source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> FileOutcome:
+        """De-identifies one file to ``destination``; a bad input yields no output and a quarantine outcome."""
+        started = time.perf_counter_ns()
+        src = os.fspath(source)
+        dst = os.fspath(destination)
+        try:
+            with open(src, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size == 0:
+                    raise MalformedDicom(src, 0, "empty file")
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    result = self.rewrite(mm, src)
+                    try:
+                        written = _write_atomically(dst, result, fh.fileno())
+                    finally:
+                        if result.pixels is not None:
+                            result.pixels.release()
+            return FileOutcome(
+                source=src,
+                destination=dst,
+                status="written",
+                input_bytes=size,
+                output_bytes=written,
+                sop_class_uid=result.sop_class_uid,
+                sop_instance_uid=result.sop_instance_uid,
+                transfer_syntax=result.transfer_syntax,
+                counts=result.counts,
+                microseconds=(time.perf_counter_ns() - started) // 1000,
+            )
+        except VeilError as exc:
+            reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
+            return FileOutcome(src, None, "quarantined", reason=reason,
+                               microseconds=(time.perf_counter_ns() - started) // 1000)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # disk full stops the run; the partial output was already removed
+            return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
+                               microseconds=(time.perf_counter_ns() - started) // 1000)
+
+
+def _write_atomically(dst: str, result: RewriteResult, source_fd: int) -> int:
+    """Header, pixel tail (kernel copy from the input), trailer into a temporary file, then rename."""
+    directory = os.path.dirname(dst) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        total = _write_all(fd, result.header)
+        if result.pixel_range is not None:
+            start, stop = result.pixel_range
+            total += _copy_range(source_fd, fd, start, stop - start, result)
+        if result.trailer:
+            total += _write_all(fd, result.trailer)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, dst)
+        return total
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.write(fd, view[done:])
+    return done
+
+
+def _copy_range(src_fd: int, dst_fd: int, offset: int, count: int, result: RewriteResult) -> int:
+    """Copies count bytes at offset of src_fd to the current end of dst_fd without a user-space copy."""
+    copied = 0
+    copy: Callable[..., int] | None = getattr(os, "copy_file_range", None)
+    while copied < count and copy is not None:
+        try:
+            n = copy(src_fd, dst_fd, count - copied, offset + copied)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                copy = None
+                break
+            raise
+        if n == 0:
+            break
+        copied += n
+    while copied < count:
+        try:
+            n = os.sendfile(dst_fd, src_fd, offset + copied, count - copied)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
+            assert result.pixels is not None
+            return copied + _write_all(dst_fd, result.pixels[copied:])
+        if n == 0:
+            raise OSError(errno.EIO, "input file shrank while it was being copied")
+        copied += n
+    return copied

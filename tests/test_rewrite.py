@@ -1,0 +1,313 @@
+"""The native rewriter's own behaviour: File Meta, lengths, pixels, private blocks, errors (differential
+agreement with the pydicom reference lives in test_differential.py)."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from veil._core import IMPLEMENTATION_CLASS_UID, Rewriter, peek
+from veil.errors import MalformedDicom
+from veil.keys import Key, KeyedFunctions
+from veil.plan import Action, Plan, Rule
+
+KEY = KeyedFunctions(Key(bytes(range(32))))
+
+KEEP_ALL = Plan(vr_defaults={"SQ": Action.RECURSE}, default_public=Action.KEEP, default_private=Action.KEEP)
+DEID = Plan(
+    tags={
+        0x00100010: Rule(Action.DUMMY),
+        0x00100020: Rule(Action.PSEUDO),
+        0x00101010: Rule(Action.AGE),
+        0x00080080: Rule(Action.REMOVE),
+        0x00081030: Rule(Action.REPLACE, "CT STUDY"),
+    },
+    private={(0x0009, "KEEPME", 0x01): Rule(Action.KEEP)},
+    vr_defaults={"SQ": Action.RECURSE, "UI": Action.UID, "DA": Action.SHIFT, "DT": Action.SHIFT,
+                 "PN": Action.REMOVE},
+    default_public=Action.KEEP,
+    default_private=Action.REMOVE,
+)
+
+SOP_INSTANCE = "1.2.826.0.1.3680043.8.498.1"
+
+
+def make_dataset() -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = SOP_INSTANCE
+    ds.StudyDate = "20240102"
+    ds.AcquisitionDateTime = "20240102101112.5+0100"
+    ds.AccessionNumber = "ACC12345"
+    ds.Modality = "CT"
+    ds.InstitutionName = "General Hospital"
+    ds.ReferringPhysicianName = "WHO^DOCTOR"
+    ds.StudyDescription = "CHEST FOR DOE JOHN"
+    ds.PatientName = "DOE^JOHN"
+    ds.PatientID = "MRN0001"
+    ds.PatientAge = "093Y"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ref.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.2"
+    nested = Dataset()
+    nested.PatientName = "NESTED^NAME"
+    nested.ContentDate = "20240101"
+    ref.ReferencedSeriesSequence = Sequence([nested])
+    ds.ReferencedImageSequence = Sequence([ref])
+    ds.private_block(0x0009, "KEEPME", create=True).add_new(0x01, "LO", "kept value")
+    ds.private_block(0x0009, "KEEPME", create=True).add_new(0x02, "LO", "DOE JOHN private")
+    ds.private_block(0x0011, "DROPME", create=True).add_new(0x01, "LO", "DOE JOHN")
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.3"
+    ds.Rows = 2
+    ds.Columns = 2
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    return ds
+
+
+def encode(ds: Dataset, syntax: str = ExplicitVRLittleEndian, *, undefined: bool = False) -> bytes:
+    ds = ds.copy()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.SourceApplicationEntityTitle = "HOSPITAL_PACS"
+    if undefined:
+        for elem in ds.iterall():
+            if elem.VR == "SQ":
+                elem.is_undefined_length = True
+                for item in elem.value:
+                    item.is_undefined_length_sequence_item = True
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def rewrite(data: bytes, plan: Plan = DEID, days: int = 10):
+    return Rewriter(plan, KEY.uid, KEY.pseudonym).rewrite(data, days, "test.dcm")
+
+
+def read(data: bytes) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+)
+@pytest.mark.parametrize("undefined", [False, True])
+def test_keep_all_plan_reproduces_every_element(syntax: str, undefined: bool) -> None:
+    data = encode(make_dataset(), syntax, undefined=undefined)
+    out = read(rewrite(data, KEEP_ALL).tobytes())
+    original = read(data)
+    assert out.file_meta.TransferSyntaxUID == syntax
+    for elem in original:
+        assert out[elem.tag].value == elem.value, elem.tag
+
+
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+)
+def test_deid_plan_applies_each_action(syntax: str) -> None:
+    out = read(rewrite(encode(make_dataset(), syntax, undefined=True)).tobytes())
+    assert out.PatientName == "ANONYMOUS"
+    assert out.PatientID == KEY.pseudonym(b"MRN0001").decode()
+    assert out.PatientAge == "090Y"
+    assert "InstitutionName" not in out
+    assert "ReferringPhysicianName" not in out
+    assert out.StudyDescription == "CT STUDY"
+    assert out.StudyDate == "20240112"
+    assert out.AcquisitionDateTime == "20240112101112.5+0100"
+    assert out.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"  # standard UIDs are never remapped
+    assert out.SOPInstanceUID == KEY.uid(SOP_INSTANCE.encode()).decode()
+    ref = out.ReferencedImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == KEY.uid(b"1.2.826.0.1.3680043.8.498.2").decode()
+    nested = ref.ReferencedSeriesSequence[0]
+    assert nested.PatientName == "ANONYMOUS"  # tag rules apply at every depth
+    assert nested.ContentDate == "20240111"
+
+
+def test_file_meta_is_rebuilt_with_the_new_instance_uid() -> None:
+    out = read(rewrite(encode(make_dataset())).tobytes())
+    meta = out.file_meta
+    assert meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != SOP_INSTANCE
+    assert meta.MediaStorageSOPClassUID == out.SOPClassUID
+    assert meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert meta.ImplementationVersionName.startswith("VEIL")
+    assert "SourceApplicationEntityTitle" not in meta
+    raw = rewrite(encode(make_dataset())).header
+    group_length = int.from_bytes(raw[140:144], "little")
+    assert raw[144 + group_length : 146 + group_length] == b"\x08\x00"  # the data set starts right after
+
+
+def test_private_elements_follow_their_creator_rules() -> None:
+    out = read(rewrite(encode(make_dataset())).tobytes())
+    block = out.private_block(0x0009, "KEEPME")
+    assert block[0x01].value == "kept value"
+    assert (0x0009, 0x1002) not in out
+    assert (0x0011, 0x0010) not in out and (0x0011, 0x1001) not in out
+
+
+def test_pixel_data_is_a_zero_copy_slice_of_the_input() -> None:
+    data = encode(make_dataset())
+    result = rewrite(data)
+    start, stop = result.pixel_range
+    assert data[start:stop] == b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    assert result.pixels.obj is not None and bytes(result.pixels) == data[start:stop]
+    assert result.header.endswith(data[start - 12 : start])  # the Pixel Data element header
+    assert result.tobytes() == result.header + data[start:stop] + result.trailer
+
+
+def test_sequence_lengths_are_recomputed_after_changes() -> None:
+    data = encode(make_dataset(), ExplicitVRLittleEndian, undefined=False)
+    out = rewrite(data).tobytes()
+    ds = read(out)
+    assert len(ds.ReferencedImageSequence) == 1
+    # A strict re-encode by pydicom gives the same data set bytes: every length is right.
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    assert read(buf.getvalue()).ReferencedImageSequence[0].ReferencedSeriesSequence[0].ContentDate == "20240111"
+
+
+def test_group_length_elements_are_dropped() -> None:
+    ds = make_dataset()
+    ds.add_new(0x00080000, "UL", 1234)
+    ds.add_new(0x00100000, "UL", 99)
+    out = read(rewrite(encode(ds), KEEP_ALL).tobytes())
+    assert 0x00080000 not in out and 0x00100000 not in out
+
+
+def test_odd_length_value_is_padded_to_even_length() -> None:
+    data = bytearray(encode(make_dataset()))
+    # Make AccessionNumber odd: 7 bytes, as some old writers leave them (PS3.5 7.1.1 wants even lengths).
+    i = data.index(b"\x08\x00\x50\x00SH")
+    data[i + 6 : i + 8] = (7).to_bytes(2, "little")
+    data[i + 8 : i + 16] = b"ACC1234"  # 7 bytes: the file shrinks by one
+    out = rewrite(bytes(data), KEEP_ALL).tobytes()
+    ds = read(out)
+    assert ds.AccessionNumber == "ACC1234"
+    j = out.index(b"\x08\x00\x50\x00SH")
+    assert int.from_bytes(out[j + 6 : j + 8], "little") == 8
+
+
+def test_touched_reports_element_paths_and_actions() -> None:
+    touched = dict(rewrite(encode(make_dataset())).touched())
+    assert touched["(0010,0010)"] == "DUMMY"
+    assert touched["(0008,1140)[0](0008,1155)"] == "UID"
+    assert touched["(0008,1140)[0](0008,1115)[0](0010,0010)"] == "DUMMY"
+    assert touched["(0008,0090)"] == "REMOVE"
+    assert touched["(0008,1140)[0](0008,1115)[0](0008,0023)"] == "SHIFT"
+
+
+def test_counts_per_action() -> None:
+    counts = rewrite(encode(make_dataset())).counts
+    assert counts["UID"] >= 4 and counts["SHIFT"] == 3 and counts["AGE"] == 1 and counts["PSEUDO"] == 1
+
+
+def test_peek_finds_identity_and_signature() -> None:
+    info = peek(encode(make_dataset(), ImplicitVRLittleEndian))
+    assert info["patient_id"] == "MRN0001"
+    assert info["sop_instance_uid"] == SOP_INSTANCE
+    assert info["modality"] == "CT"
+    assert info["rows"] == 2 and info["columns"] == 2
+    assert info["transfer_syntax"] == ImplicitVRLittleEndian
+
+
+def test_shift_fn_uses_the_patient_id() -> None:
+    seen = []
+
+    def shift_fn(patient_id: bytes) -> int:
+        seen.append(patient_id)
+        return -1
+
+    out = Rewriter(DEID, KEY.uid, KEY.pseudonym, shift_fn).rewrite(encode(make_dataset()))
+    assert seen == [b"MRN0001"]
+    assert read(out.tobytes()).StudyDate == "20240101"
+
+
+def test_file_without_meta_is_written_as_part10() -> None:
+    ds = make_dataset()
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=True, little_endian=True)
+    out = rewrite(buf.getvalue(), KEEP_ALL).tobytes()
+    assert out[128:132] == b"DICM"
+    assert read(out).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+
+
+def test_deflated_output_is_deflated() -> None:
+    out = rewrite(encode(make_dataset(), DeflatedExplicitVRLittleEndian)).tobytes()
+    group_length = int.from_bytes(out[140:144], "little")
+    body = zlib.decompress(out[144 + group_length :], -15)
+    assert b"DOE^JOHN" not in body and b"MRN0001" not in body
+
+
+def test_identifying_values_do_not_survive_anywhere() -> None:
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian):
+        out = rewrite(encode(make_dataset(), syntax)).tobytes()
+        for value in (b"DOE", b"MRN0001", b"NESTED", b"General Hospital", b"HOSPITAL_PACS", SOP_INSTANCE.encode()):
+            assert value not in out, (syntax, value)
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def test_truncated_file_is_refused_with_offset() -> None:
+    data = encode(make_dataset())
+    with pytest.raises(MalformedDicom) as info:
+        rewrite(data[: len(data) - 5])
+    assert info.value.offset > 132 and "past the end" in info.value.reason
+
+
+def test_not_dicom_is_refused() -> None:
+    with pytest.raises(MalformedDicom, match="not a DICOM file"):
+        rewrite(b"hello, this is a text file and not DICOM at all\n" * 4)
+
+
+def test_empty_input_is_refused() -> None:
+    with pytest.raises(MalformedDicom):
+        rewrite(b"")
+
+
+def test_bad_vr_is_refused() -> None:
+    data = bytearray(encode(make_dataset()))
+    i = data.index(b"\x08\x00\x50\x00SH")
+    data[i + 4 : i + 6] = b"Q!"
+    with pytest.raises(MalformedDicom, match="bad VR"):
+        rewrite(bytes(data))
+
+
+def test_impossible_length_for_vr_is_refused() -> None:
+    data = bytearray(encode(make_dataset()))
+    i = data.index(b"\x28\x00\x10\x00US")
+    data[i + 6 : i + 8] = (3).to_bytes(2, "little")
+    with pytest.raises(MalformedDicom):
+        rewrite(bytes(data))
+
+
+def test_nesting_deeper_than_the_limit_is_refused() -> None:
+    inner = Dataset()
+    inner.PatientID = "X"
+    for _ in range(70):
+        outer = Dataset()
+        outer.ReferencedImageSequence = Sequence([inner])
+        inner = outer
+    ds = make_dataset()
+    ds.ReferencedImageSequence = inner.ReferencedImageSequence
+    with pytest.raises(MalformedDicom, match="deeper"):
+        rewrite(encode(ds))
