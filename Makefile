@@ -29,15 +29,16 @@ test-nightly: setup
 	VEIL_NIGHTLY=1 $(BIN)/python -m pytest -q tests
 
 run: setup
-	rm -rf $(SAMPLE)
+	rm -rf $(SAMPLE)/in $(SAMPLE)/out
 	$(BIN)/veil synth $(SAMPLE)/in --patients 3 --studies-per-patient 2 --series-per-study 2 --instances-per-series 5 --seed 1
-	$(BIN)/veil deidentify $(SAMPLE)/in $(SAMPLE)/out
+	test -f $(SAMPLE)/project.key || $(BIN)/veil keygen $(SAMPLE)/project.key
+	$(BIN)/veil deidentify $(SAMPLE)/in $(SAMPLE)/out --recipe research --key $(SAMPLE)/project.key
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks ext/gen_vrtable.py
+	$(BIN)/ruff check src tests benchmarks scripts ext/gen_vrtable.py
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info src/veil/*.so ext/*.c ext/vrtable.h $(SAMPLE)

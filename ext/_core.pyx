@@ -590,12 +590,7 @@ cdef class Rewriter:
                 self._fail(pos, f"value length {h.length} of ({group:04X},{h.tag & 0xFFFF:04X}) runs past the end "
                                 f"({end - pos - h.hdr} bytes left)")
             if h.eff_vr == VR_SQ:
-                # A dictionary SQ whose value does not start with an item is not a sequence (old files reuse
-                # retired tags, e.g. (0040,A170) as CS): read it as UN, as dcm4che does.
-                h.seq = h.length == 0 or (h.length >= 8 and
-                                          rdtag(p + h.hdr, h.seq_little if h.vr != VR_UN else True) == TAG_ITEM)
-                if not h.seq:
-                    h.eff_vr = VR_UN
+                h.seq = True
             elif h.length % vr_unit(h.vr):
                 self._fail(pos, f"length {h.length} impossible for VR {vr_name(h.vr)} "
                                 f"({group:04X},{h.tag & 0xFFFF:04X})")
@@ -897,7 +892,7 @@ cdef class Rewriter:
                          bint swap) except -1:
         cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(value)
         cdef Py_ssize_t n = len(value), i, j
-        cdef int unit = vr_unit(h.eff_vr)
+        cdef int unit = 2 if h.eff_vr == VR_AT else vr_unit(h.eff_vr)  # AT is a pair of 16-bit values
         cdef uint8_t* q
         if swap and not little and unit > 1 and n % unit == 0:
             # Binary values in Plans are little endian; a big-endian file gets them swapped per value.
@@ -956,6 +951,8 @@ cdef class Rewriter:
                    bint little) except -1:
         """The element byte for byte; an odd defined length is padded to even (PS3.5 7.1.1)."""
         if h.length != UNDEFINED and (h.length & 1):
+            if h.length == 0xFFFF and explicit and not vr_is_long(h.vr):
+                self._fail(pos, f"odd length 65535 of ({h.tag >> 16:04X},{h.tag & 0xFFFF:04X}) cannot be padded")
             self._emit_header(h.tag, h.vr, h.length + 1, explicit, little)
             out_put(&self.out, self.buf + vpos, vend - vpos)
             out_byte(&self.out, 32 if vr_is_text(h.eff_vr) else 0)
@@ -1105,16 +1102,19 @@ cdef class Rewriter:
         cdef RewriteResult res = RewriteResult()
         cdef Py_ssize_t head_len
         sop_class = meta.sop_class_uid or _strip_uid(self.sop_class_in)
-        if self.sop_instance_out is not None:
-            sop_instance = _strip_uid(self.sop_instance_out)
-        else:
+        sop_instance = _strip_uid(self.sop_instance_out)
+        if not sop_instance:
             # Not in the output: name the instance by the remapped original, as the data set would have.
             original = _strip_uid(self.sop_instance_in) or meta.sop_instance_uid
             if not original:
                 # No SOP Instance UID anywhere (old ACR-NEMA style files): name the output by the keyed UID of
                 # the input's digest, so the same input always gets the same, non-identifying UID.
                 original = "sha256:" + hashlib.sha256(data).hexdigest()
+            if not original.isascii():
+                self._fail(0, "SOP Instance UID holds characters that are not ASCII")
             sop_instance = self._map_one_uid(original)
+        if not (sop_class.isascii() and sop_instance.isascii()):
+            self._fail(0, "SOP Class or SOP Instance UID holds characters that are not ASCII")
         res.transfer_syntax = meta.transfer_syntax
         res.sop_instance_uid = sop_instance
         res.sop_class_uid = sop_class
@@ -1270,6 +1270,8 @@ cdef Meta _read_meta(const uint8_t[::1] data, str path):
                 ts = TS_EXPLICIT_BE  # a big endian data set with no File Meta
             else:
                 raise MalformedDicom(path, 0, "not a DICOM file (no DICM prefix and no data set start)")
+    if ts and (not ts.isascii() or ts.strip("0123456789.") or len(ts) > 64):
+        raise MalformedDicom(path, 0, "the File Meta's transfer syntax is not a valid UID")
     meta.dataset_offset = pos
     meta.deflated = False
     meta.little = True
@@ -1291,9 +1293,11 @@ cdef Meta _read_meta(const uint8_t[::1] data, str path):
         # A File Meta that names the wrong VR encoding for the data set (seen in the wild): follow the data,
         # as pydicom does.
         if meta.explicit and not looks_explicit(data, pos) and _implicit_plausible(data, pos):
+            if ts != TS_EXPLICIT_LE:
+                raise MalformedDicom(path, pos, f"transfer syntax {ts} is explicit VR but the data set is "
+                                                "implicit VR")
             meta.explicit = False
-            if ts == TS_EXPLICIT_LE:
-                ts = TS_IMPLICIT_LE
+            ts = TS_IMPLICIT_LE
         elif not meta.explicit and looks_explicit(data, pos) and ts == TS_IMPLICIT_LE and \
                 not _implicit_plausible(data, pos):
             meta.explicit = True
@@ -1391,10 +1395,18 @@ _PEEK_TAGS = {
     0x00080016: "sop_class_uid",
     0x00080018: "sop_instance_uid",
     0x00080020: "study_date",
+    0x00080050: "accession_number",
+    0x00080080: "institution_name",
+    0x00080090: "referring_physician_name",
+    0x00081010: "station_name",
     0x00080060: "modality",
     0x00080070: "manufacturer",
     0x00081090: "manufacturer_model_name",
+    0x00100010: "patient_name",
     0x00100020: "patient_id",
+    0x00100030: "patient_birth_date",
+    0x00101040: "patient_address",
+    0x00102154: "patient_telephone_numbers",
     0x00181020: "software_versions",
     0x0020000D: "study_instance_uid",
     0x0020000E: "series_instance_uid",
@@ -1408,6 +1420,8 @@ _PEEK_TAGS = {
 cdef inline bint _peek_wanted(uint32_t tag) noexcept:
     return (tag == 0x00080005 or tag == 0x00080008 or tag == 0x00080016 or tag == 0x00080018
             or tag == 0x00080020 or tag == 0x00080060 or tag == 0x00080070 or tag == 0x00081090
+            or tag == 0x00080050 or tag == 0x00080080 or tag == 0x00080090 or tag == 0x00081010
+            or tag == 0x00100010 or tag == 0x00100030 or tag == 0x00101040 or tag == 0x00102154
             or tag == 0x00100020 or tag == 0x00181020 or tag == 0x0020000D or tag == 0x0020000E
             or tag == 0x00200052 or tag == 0x00280010 or tag == 0x00280011 or tag == 0x00280301)
 
@@ -1419,7 +1433,9 @@ cdef class _Peeker(Rewriter):
 def peek(const uint8_t[::1] data not None, str path=""):
     """The values later stages need, from a walk of the top level that stops after (0028,0301).
 
-    Returns a dict: transfer_syntax, patient_id, study/series/sop instance UIDs, sop_class_uid,
+    Returns a dict: transfer_syntax, patient_id, patient_name, patient_birth_date, patient_address,
+    patient_telephone_numbers, accession_number, institution_name, referring_physician_name, station_name
+    (held in memory only, for cleaning free text), study/series/sop instance UIDs, sop_class_uid,
     frame_of_reference_uid, modality, manufacturer, manufacturer_model_name, software_versions, image_type,
     rows, columns, burned_in_annotation, specific_character_set, study_date (strings stripped; rows and
     columns as int or None). Raises MalformedDicom like ``Rewriter.rewrite``.
@@ -1468,4 +1484,6 @@ def peek(const uint8_t[::1] data not None, str path=""):
         pos = vend
     if not out["sop_class_uid"]:
         out["sop_class_uid"] = meta.sop_class_uid or None
+    if not out["sop_instance_uid"]:
+        out["sop_instance_uid"] = meta.sop_instance_uid or None
     return out

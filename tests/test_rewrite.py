@@ -16,8 +16,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-
 from veil._core import IMPLEMENTATION_CLASS_UID, Rewriter, peek
+
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.plan import Action, Plan, Rule

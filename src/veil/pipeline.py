@@ -14,14 +14,27 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from veil._core import RewriteResult, Rewriter, peek
+from veil import freetext
+from veil._core import Rewriter, RewriteResult, peek
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KeyedFunctions
 from veil.plan import Plan
 
 __all__ = ["Deidentifier", "FileOutcome"]
+
+# The peek values whose words free-text cleaning removes from descriptions of the same file.
+_IDENTIFYING_PEEK_VALUES = (
+    "patient_name",
+    "patient_id",
+    "patient_birth_date",
+    "patient_address",
+    "patient_telephone_numbers",
+    "accession_number",
+    "institution_name",
+    "referring_physician_name",
+    "station_name",
+)
 
 
 @dataclass(frozen=True)
@@ -51,18 +64,23 @@ class Deidentifier:
             plan,
             functions.uid if functions is not None else None,
             functions.pseudonym if functions is not None else None,
+            functions.date_shift if functions is not None else None,
         )
 
-    def shift_days(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> int:
-        """The patient's date shift, from a cheap peek at PatientID (dates come before it in the stream)."""
-        if self.functions is None:
-            return 0
-        info = peek(data, path)
-        return self.functions.date_shift(info["patient_id"] or "")
-
     def rewrite(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> RewriteResult:
-        """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write."""
-        return self._rewriter.rewrite(data, self.shift_days(data, path), path)
+        """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write.
+
+        Plans without free-text cleaning take the fast path: the core finds PatientID itself for the date
+        shift. Plans that clean free text first peek at the file's own identifying values (names, IDs, birth
+        date, address, ...; they come after the descriptions in the stream) so the cleaner removes them
+        wherever they are echoed; the values stay in memory for this file only.
+        """
+        if self.plan.callback is None:
+            return self._rewriter.rewrite(data, None, path)
+        info = peek(data, path)
+        days = self.functions.date_shift(info["patient_id"] or "") if self.functions is not None else 0
+        with freetext.file_identifiers(info[name] for name in _IDENTIFYING_PEEK_VALUES):
+            return self._rewriter.rewrite(data, days, path)
 
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
         return self.rewrite(data, path).tobytes()

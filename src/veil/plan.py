@@ -43,7 +43,12 @@ CALL     the Plan's ``callback(tag, vr, value) -> bytes | None`` decides from th
 The output keeps the input's transfer syntax and the element's VR as written (an explicit ``UN`` stays ``UN``
 even where its dictionary VR chose the action). A kept value of odd length is padded to even length.
 
-Elements the Plan changes are counted per action; everything else is copied unchanged.
+Every element is counted under the action the Plan chose for it (an action may leave a value as it was:
+a standard UID under UID, an empty value under SHIFT); everything the Plan does not change is copied unchanged.
+
+Sequences: an explicit ``SQ``, an explicit ``UN`` of undefined length (its items are Implicit VR Little Endian,
+PS3.5 6.2.2) or of a dictionary SQ tag, and in implicit VR data sets an undefined length or a dictionary SQ tag.
+A sequence whose value is not made of items is malformed; the file is refused when the Plan walks it.
 """
 
 from __future__ import annotations
