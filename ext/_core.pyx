@@ -774,7 +774,7 @@ cdef class Rewriter:
                     memset(creators, 0xFF, sizeof(creators))
                     creators_group = group
                 if 0x10 <= elem <= 0xFF:
-                    creator = bytes(self.buf[vpos:vend]).rstrip(b" \x00")
+                    creator = self.buf[vpos:vend].rstrip(b" \x00")
                     creator_id = self.private_index.get((group, creator), -1)
                     creators[elem] = creator_id
                     action = A_KEEP if creator_id >= 0 and self.priv_keeps[creator_id] else self.default_private
@@ -1417,17 +1417,20 @@ _PEEK_TAGS = {
 }
 
 
+# The same tags as a C array, so the walk asks the dict only for elements it wants (no int boxing per element).
+cdef uint32_t _PEEK_ARRAY[32]
+cdef int _PEEK_N = len(_PEEK_TAGS)
+assert _PEEK_N <= 32
+for _i, _tag in enumerate(sorted(_PEEK_TAGS)):
+    _PEEK_ARRAY[_i] = _tag
+
+
 cdef inline bint _peek_wanted(uint32_t tag) noexcept:
-    return (tag == 0x00080005 or tag == 0x00080008 or tag == 0x00080016 or tag == 0x00080018
-            or tag == 0x00080020 or tag == 0x00080060 or tag == 0x00080070 or tag == 0x00081090
-            or tag == 0x00080050 or tag == 0x00080080 or tag == 0x00080090 or tag == 0x00081010
-            or tag == 0x00100010 or tag == 0x00100030 or tag == 0x00101040 or tag == 0x00102154
-            or tag == 0x00100020 or tag == 0x00181020 or tag == 0x0020000D or tag == 0x0020000E
-            or tag == 0x00200052 or tag == 0x00280010 or tag == 0x00280011 or tag == 0x00280301)
-
-
-cdef class _Peeker(Rewriter):
-    pass
+    cdef int i
+    for i in range(_PEEK_N):
+        if _PEEK_ARRAY[i] == tag:
+            return True
+    return False
 
 
 def peek(const uint8_t[::1] data not None, str path=""):
@@ -1448,7 +1451,7 @@ def peek(const uint8_t[::1] data not None, str path=""):
     cdef Meta meta = _read_meta(data, path)
     out = {name: None for name in _PEEK_TAGS.values()}
     out["transfer_syntax"] = meta.transfer_syntax
-    walker = _Peeker.__new__(_Peeker)
+    walker = Rewriter.__new__(Rewriter)
     walker.path = path
     walker.base = 0
     explicit = meta.explicit

@@ -868,6 +868,25 @@ def _find_file(name: str, base_dir: Path | None) -> Path | None:
     return None
 
 
+
+def _named_layer(name: str, kind: str, base_dir: Any, line: int, fail: Any) -> Any:
+    """The layer a recipe names in ``extends`` (kind profile) or ``options`` (kind option), checked."""
+    found = _find_file(name, base_dir)
+    profile = kind == "profile"
+    if found is None:
+        if profile:
+            raise fail(line, f"unknown recipe {name!r} in extends; shipped: {', '.join(_shipped_names())}")
+        raise fail(line, f"unknown option {name!r}; shipped: {', '.join(_shipped_names('option'))}")
+    named = _parse_file(found)
+    if named.name != name:
+        raise fail(line, f"{found} is named {named.name!r}, not {name!r}")
+    if named.kind != kind:
+        if profile:
+            raise fail(line, f"{name!r} is an option overlay: name it in options, not extends")
+        raise fail(line, f"{name!r} is a profile: name it in extends, not options")
+    return named
+
+
 def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
     def fail(line: int | None, problem: str) -> RecipeError:
         return RecipeError(layer.path, line, problem)
@@ -900,16 +919,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
             raise fail(
                 line, f"extends {base_name!r} makes a cycle: {' -> '.join(stack + (layer.name, base_name))}"
             )
-        found = _find_file(base_name, layer.base_dir)
-        if found is None:
-            raise fail(
-                line, f"unknown recipe {base_name!r} in extends; shipped: {', '.join(_shipped_names())}"
-            )
-        base_layer = _parse_file(found)
-        if base_layer.name != base_name:
-            raise fail(line, f"{found} is named {base_layer.name!r}, not {base_name!r}")
-        if base_layer.kind != "profile":
-            raise fail(line, f"{base_name!r} is an option overlay: name it in options, not extends")
+        base_layer = _named_layer(base_name, "profile", layer.base_dir, line, fail)
         base = _resolve(base_layer, stack + (layer.name,))
         if edition is not None and base.edition and edition != base.edition:
             raise fail(line, f"edition {edition} but {base_name} follows PS3.15 {base.edition}")
@@ -922,16 +932,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
         raise fail(1, "a profile without extends must name its PS3.15 edition")
     option_lines: dict[str, int] = {}
     for option_name, line in layer.options:
-        found = _find_file(option_name, layer.base_dir)
-        if found is None:
-            raise fail(
-                line, f"unknown option {option_name!r}; shipped: {', '.join(_shipped_names('option'))}"
-            )
-        option = _parse_file(found)
-        if option.name != option_name:
-            raise fail(line, f"{found} is named {option.name!r}, not {option_name!r}")
-        if option.kind != "option":
-            raise fail(line, f"{option_name!r} is a profile: name it in extends, not options")
+        option = _named_layer(option_name, "option", layer.base_dir, line, fail)
         if option.edition and edition and option.edition != edition:
             raise fail(line, f"option {option_name} follows PS3.15 {option.edition}, this recipe {edition}")
         for r in option.rules:
