@@ -23,7 +23,7 @@ import zlib
 
 from veil import __version__ as _VEIL_VERSION
 from veil.errors import MalformedDicom, PlanError
-from veil.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX
+from veil.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted
 
 # veil's Implementation Class UID (PS3.7 D.3.3.2): a 2.25 UID made once from a fixed UUID.
 IMPLEMENTATION_CLASS_UID = "2.25.167433902655210327398716356372095512893"
@@ -380,6 +380,10 @@ cdef class Rewriter:
     cdef uint8_t* priv_actions
     cdef int32_t* priv_args
     cdef uint8_t* priv_keeps
+    cdef uint32_t* ins_tags
+    cdef int n_ins
+    cdef int ins_next
+    cdef list ins_bytes  # per encoding (implicit LE, explicit LE, explicit BE): the encoded elements
     cdef list values
     cdef dict dummies
     cdef object uid_fn
@@ -420,6 +424,8 @@ cdef class Rewriter:
         self.priv_actions = NULL
         self.priv_args = NULL
         self.priv_keeps = NULL
+        self.ins_tags = NULL
+        self.n_ins = 0
         self.out.data = NULL
         self.out.length = 0
         self.out.capacity = 0
@@ -438,6 +444,7 @@ cdef class Rewriter:
         free(self.priv_actions)
         free(self.priv_args)
         free(self.priv_keeps)
+        free(self.ins_tags)
         out_free(&self.out)
         out_free(&self.touched)
 
@@ -460,6 +467,25 @@ cdef class Rewriter:
         for name, value in DUMMY_VALUES.items():
             self.dummies[vr_code(name)] = value.encode("ascii") if isinstance(value, str) else bytes(value)
         self._compile(plan)
+        self._compile_inserts(plan)
+
+    cdef _compile_inserts(self, plan):
+        cdef int i
+        elements = sorted(plan.insert, key=lambda e: e[0])
+        tags = [int(e[0]) for e in elements]
+        if len(set(tags)) != len(tags) or any(t >> 16 in (0x0002, 0xFFFE) or not t & 0xFFFF for t in tags):
+            raise PlanError("inserted elements must be distinct data set tags (no File Meta, item or group length)")
+        if 0x00080016 in tags or 0x00080018 in tags:
+            raise PlanError("SOP Class and SOP Instance UIDs name the instance; the File Meta follows them, so "
+                            "a Plan cannot insert them")
+        self.n_ins = len(elements)
+        self.ins_tags = <uint32_t*>malloc(sizeof(uint32_t) * (self.n_ins + 1))
+        if self.ins_tags == NULL:
+            raise MemoryError()
+        for i in range(self.n_ins):
+            self.ins_tags[i] = tags[i]
+        self.ins_bytes = [[encode_inserted(e, explicit, little) for e in elements]
+                          for explicit, little in ((False, True), (True, True), (True, False))]
 
     cdef int32_t _value_arg(self, rule) except -2:
         if Action(rule.action) != Action.REPLACE:
@@ -720,6 +746,21 @@ cdef class Rewriter:
         t.data[t.length + 4] = action
         t.length += 5
 
+    cdef bint _emit_inserts(self, uint32_t upto, bint explicit, bint little) except -1:
+        """Writes the inserted elements with tags up to ``upto``; True when one of them has that very tag."""
+        cdef bint same = False
+        cdef list encoded
+        if self.ins_next >= self.n_ins or self.ins_tags[self.ins_next] > upto:
+            return False
+        encoded = self.ins_bytes[0 if not explicit else (1 if little else 2)]
+        while self.ins_next < self.n_ins and self.ins_tags[self.ins_next] <= upto:
+            value = <bytes>encoded[self.ins_next]
+            out_put(&self.out, <const uint8_t*>PyBytes_AS_STRING(value), len(value))
+            same = self.ins_tags[self.ins_next] == upto
+            self._record(self.ins_tags[self.ins_next], A_REPLACE, 0)
+            self.ins_next += 1
+        return same
+
     # --- the walk ---------------------------------------------------------------------------------------
 
     cdef inline int _public_action(self, uint32_t tag, uint16_t vr, int32_t* arg) noexcept:
@@ -765,6 +806,9 @@ cdef class Rewriter:
                 self._fail(pos, f"unexpected ({group:04X},{elem:04X}) in a data set")
             vpos = pos + h.hdr
             vend = self._skip_value(vpos, end, &h, depth) if h.length == UNDEFINED else vpos + h.length
+            if depth == 0 and self._emit_inserts(tag, explicit, little):
+                pos = vend  # replaced by an inserted element
+                continue
             arg = -1
             # Which action (veil.plan: lookup order)
             if elem == 0:
@@ -803,6 +847,8 @@ cdef class Rewriter:
             else:
                 self._apply(pos, vpos, vend, &h, action, arg, explicit, little, depth)
             pos = vend
+        if depth == 0:
+            self._emit_inserts(0xFFFFFFFF, explicit, little)
         return pos
 
     cdef int _apply(self, Py_ssize_t pos, Py_ssize_t vpos, Py_ssize_t vend, Header* h, int action, int32_t arg,
@@ -1049,6 +1095,7 @@ cdef class Rewriter:
         for i in range(N_ACTIONS):
             self.counts[i] = 0
         self.has_pixels = False
+        self.ins_next = 0
         self.sop_instance_in = None
         self.sop_instance_out = None
         self.sop_class_in = None

@@ -107,6 +107,16 @@ BASIC = Plan(
     default_public=A.KEEP,
     default_private=A.REMOVE,
     callback=echo_callback,
+    # Marking, as recipes do it: added at the top level in tag order, replacing an element of the same tag
+    # (0012,0062 also has a REPLACE rule above: the insert wins); a sequence inserted too.
+    insert=(
+        (0x00120062, "CS", "YES"),
+        (0x00120064, "SQ", (((0x00080100, "SH", "113100"), (0x00080102, "SH", "DCM"),
+                             (0x00080104, "LO", "Basic Application Confidentiality Profile")),
+                            ((0x00080100, "SH", "113107"), (0x00080102, "SH", "DCM"),
+                             (0x00080104, "LO", "Retain Longitudinal With Modified Dates Option")))),
+        (0x00280303, "CS", "MODIFIED"),
+    ),
     name="basic",
 )
 

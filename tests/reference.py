@@ -27,7 +27,9 @@ from pydicom import config
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset, read_sequence
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
 from veil.plan import (
@@ -623,7 +625,33 @@ def reference_view(
     ctx = Context(plan, uid_fn, id_fn, shift_days)
     with _strict():
         out = apply_plan(parsed.elems, ctx)
+    if plan.insert:
+        inserted = _inserted_elems(plan, parsed.implicit, parsed.little)
+        tags = {elem.tag for elem in inserted}
+        out = sorted([elem for elem in out if elem.tag not in tags] + inserted, key=lambda e: e.tag)
     return parsed, out, ctx
+
+
+def _inserted_elems(plan: Plan, implicit: bool, little: bool) -> list[Elem]:
+    """The Plan's inserted elements, encoded by pydicom (not by veil's encoder) and read back."""
+    ds = Dataset()
+    for tag, vr, value in plan.insert:
+        if vr == "SQ":
+            items = []
+            for item in value:
+                item_ds = Dataset()
+                for item_tag, item_vr, text in item:
+                    item_ds.add_new(item_tag, item_vr, text)
+                items.append(item_ds)
+            ds.add_new(tag, "SQ", Sequence(items))
+        else:
+            ds.add_new(tag, vr, value)
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = implicit
+    fp.is_little_endian = little
+    write_dataset(fp, ds)
+    body = fp.getvalue()
+    return _view(_read_top_level(_Buffer(body), implicit, little), body, implicit, little)
 
 
 def expected_meta(parsed: Parsed, out: list[Elem]) -> dict[int, bytes]:

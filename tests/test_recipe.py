@@ -593,3 +593,17 @@ def test_the_files_own_names_are_removed_when_the_caller_sets_them():
     with file_identifiers(["LEE^JOSEPH^W", "68603977", None]):
         assert clean_text(text) == b"CTA CHEST PE PROTOCOL - ,"
     assert clean_text(text) == text
+
+
+def test_outputs_are_marked_with_the_method_and_option_codes() -> None:
+    from veil.recipe import compile_recipe, load_recipe
+
+    inserted = {tag: (vr, value) for tag, vr, value in compile_recipe(load_recipe("research")).plan.insert}
+    assert inserted[0x00120062] == ("CS", "YES")
+    assert "research" in inserted[0x00120063][1]
+    codes = {item[0][2] for item in inserted[0x00120064][1]}
+    assert codes == {"113100", "113103", "113104", "113105", "113107", "113108", "113111"}
+    assert inserted[0x00280303] == ("CS", "MODIFIED")
+    basic = {tag: value for tag, _, value in compile_recipe(load_recipe("ps3.15-basic")).plan.insert}
+    assert {item[0][2] for item in basic[0x00120064]} == {"113100"}
+    assert basic[0x00280303] == "REMOVED"

@@ -311,3 +311,42 @@ def test_nesting_deeper_than_the_limit_is_refused() -> None:
     ds.ReferencedImageSequence = inner.ReferencedImageSequence
     with pytest.raises(MalformedDicom, match="deeper"):
         rewrite(encode(ds))
+
+
+MARKED = Plan(
+    tags=DEID.tags,
+    private=DEID.private,
+    vr_defaults=DEID.vr_defaults,
+    default_public=Action.KEEP,
+    default_private=Action.REMOVE,
+    insert=(
+        (0x00120062, "CS", "YES"),
+        (0x00120064, "SQ", (((0x00080100, "SH", "113100"), (0x00080102, "SH", "DCM")),)),
+        (0x00081030, "LO", "INSERTED"),  # replaces StudyDescription, whose rule says REPLACE "CT STUDY"
+        (0x7FE10010, "LO", "AFTER PIXELS"),  # a tag after Pixel Data goes to the trailer
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
+)
+def test_inserted_elements_are_added_in_order_and_replace_existing_ones(syntax: str) -> None:
+    result = rewrite(encode(make_dataset(), syntax), MARKED)
+    out = read(result.tobytes())
+    assert out.PatientIdentityRemoved == "YES"
+    assert out.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert out.StudyDescription == "INSERTED"
+    assert out[0x7FE10010].value == "AFTER PIXELS"
+    tags = [int(e.tag) for e in out]
+    assert tags == sorted(tags)
+    assert out.PixelData == b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    if syntax != DeflatedExplicitVRLittleEndian:
+        assert b"AFTER PIXELS" in result.trailer and b"INSERTED" in result.header
+
+
+def test_plan_cannot_insert_the_instance_identity() -> None:
+    from veil.errors import PlanError
+
+    with pytest.raises(PlanError):
+        Rewriter(Plan(insert=((0x00080018, "UI", "1.2.3"),)))

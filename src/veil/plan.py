@@ -40,6 +40,13 @@ RECURSE  a sequence: every item is rewritten under the same Plan. Any other VR i
 CALL     the Plan's ``callback(tag, vr, value) -> bytes | None`` decides from the raw value bytes: the new
          value (padded as above), or None to remove.
 
+Inserted elements (``insert``): after the Plan has been applied, each ``(tag, vr, value)`` is written at the
+top level of the data set in tag order, replacing an element of the same tag whatever its rule said (this is
+how outputs are marked: PatientIdentityRemoved, DeidentificationMethod, ...). A value is a text (ASCII, padded
+as above) for a text VR, or for SQ a tuple of items, each a tuple of ``(tag, vr, text)``; items and the
+sequence have defined lengths and are encoded in the data set's own transfer syntax. Inserted elements are
+counted under REPLACE. SOPClassUID and SOPInstanceUID cannot be inserted (the File Meta follows them).
+
 The output keeps the input's transfer syntax and the element's VR as written (an explicit ``UN`` stays ``UN``
 even where its dictionary VR chose the action). A kept value of odd length is padded to even length.
 
@@ -65,6 +72,8 @@ __all__ = [
     "STANDARD_UID_PREFIX",
     "shift_date_value",
     "clamp_age_value",
+    "encode_inserted",
+    "Inserted",
 ]
 
 STANDARD_UID_PREFIX = "1.2.840.10008."
@@ -134,6 +143,10 @@ DUMMY_VALUES: Mapping[str, str | bytes] = {
 }
 
 
+# An element the Plan writes at the top level: (tag, VR, text) or (tag, "SQ", items of (tag, VR, text)).
+Inserted = tuple[int, str, "str | tuple[tuple[tuple[int, str, str], ...], ...]"]
+
+
 @dataclass(frozen=True)
 class Plan:
     """A compiled de-identification plan; see the module docstring for the exact semantics."""
@@ -146,6 +159,7 @@ class Plan:
     default_private: Action = Action.REMOVE
     age_cap: int = 90
     callback: Callable[[int, str, bytes], bytes | None] | None = None
+    insert: tuple[Inserted, ...] = ()
     name: str = "plan"
 
     def rule_for_public(self, tag: int, vr: str) -> Rule:
@@ -174,6 +188,36 @@ class Plan:
         return any(
             g == group and c == creator and r.action != Action.REMOVE for (g, c, _), r in self.private.items()
         )
+
+
+def encode_inserted(element: Inserted, explicit: bool, little: bool) -> bytes:
+    """One inserted element, header and value, in the given encoding (defined lengths throughout)."""
+    tag, vr, value = element
+    order = "little" if little else "big"
+
+    def header(t: int, v: str, length: int) -> bytes:
+        head = (t >> 16).to_bytes(2, order) + (t & 0xFFFF).to_bytes(2, order)
+        if not explicit:
+            return head + length.to_bytes(4, order)
+        if v in _LONG_VRS:
+            return head + v.encode("ascii") + b"\x00\x00" + length.to_bytes(4, order)
+        return head + v.encode("ascii") + length.to_bytes(2, order)
+
+    if vr == "SQ":
+        assert not isinstance(value, str)
+        items = b""
+        for item in value:
+            body = b"".join(encode_inserted(e, explicit, little) for e in sorted(item))
+            items += header(0xFFFEE000, "", len(body))[:4] + len(body).to_bytes(4, order) + body
+        return header(tag, "SQ", len(items)) + items
+    assert isinstance(value, str)
+    raw = value.encode("ascii")
+    if len(raw) % 2:
+        raw += b"\x00" if vr == "UI" else b" "
+    return header(tag, vr, len(raw)) + raw
+
+
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
 
 
 # --- value rules shared by the reference implementation (the native core has its own C versions) ---------

@@ -59,9 +59,10 @@ from typing import Any
 import yaml
 from pydicom.datadict import RepeatersDictionary, dictionary_VR, keyword_dict, keyword_for_tag
 
+from veil import __version__
 from veil.errors import RecipeError
 from veil.freetext import CLEANABLE_VRS, clean_element
-from veil.plan import DUMMY_VALUES, Action, Plan, Rule
+from veil.plan import DUMMY_VALUES, Action, Inserted, Plan, Rule
 
 __all__ = [
     "ACTIONS",
@@ -1120,6 +1121,48 @@ def _compile_rule(r: RecipeRule, dummies: dict[str, str]) -> Rule:
     raise AssertionError(a)
 
 
+# PS3.16 CID 7050 De-identification Method: the code of the profile and of each option a recipe applies.
+METHOD_CODES: dict[str, tuple[str, str]] = {
+    "ps3.15-basic": ("113100", "Basic Application Confidentiality Profile"),
+    "clean-graphics": ("113103", "Clean Graphics Option"),
+    "clean-structured-content": ("113104", "Clean Structured Content Option"),
+    "clean-descriptors": ("113105", "Clean Descriptors Option"),
+    "retain-long-full-dates": ("113106", "Retain Longitudinal Temporal Information Full Dates Option"),
+    "retain-long-modified-dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "retain-patient-characteristics": ("113108", "Retain Patient Characteristics Option"),
+    "retain-device-identity": ("113109", "Retain Device Identity Option"),
+    "retain-uids": ("113110", "Retain UIDs Option"),
+    "retain-safe-private": ("113111", "Retain Safe Private Option"),
+    "retain-institution-identity": ("113112", "Retain Institution Identity Option"),
+}
+
+
+def marking(recipe: Recipe, shifts_dates: bool) -> tuple[Inserted, ...]:
+    """The elements that say an output was de-identified and how (PS3.15 E.1.1, PS3.3 C.12.1):
+    PatientIdentityRemoved YES, DeidentificationMethod (veil and the recipe's name and version),
+    DeidentificationMethodCodeSequence (CID 7050 code of the profile and of every option applied), and
+    LongitudinalTemporalInformationModified (UNMODIFIED with full dates, MODIFIED where dates moved, REMOVED
+    otherwise, since the Basic Profile removes or replaces them)."""
+    names = [layer.rsplit(" ", 1)[0] for layer in recipe.layers]
+    codes = [METHOD_CODES[name] for name in names if name in METHOD_CODES]
+    items = tuple(
+        ((0x00080100, "SH", value), (0x00080102, "SH", "DCM"), (0x00080104, "LO", meaning))
+        for value, meaning in codes
+    )
+    if "retain-long-full-dates" in names:
+        temporal = "UNMODIFIED"
+    elif shifts_dates:
+        temporal = "MODIFIED"
+    else:
+        temporal = "REMOVED"
+    method = f"veil {__version__} {recipe.name} {recipe.version}"[:64]
+    inserted: list[Inserted] = [(0x00120062, "CS", "YES"), (0x00120063, "LO", method)]
+    if items:
+        inserted.append((0x00120064, "SQ", items))
+    inserted.append((0x00280303, "CS", temporal))
+    return tuple(inserted)
+
+
 def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
     """The Plan of a resolved profile, and the keyed-function parameters it needs."""
     if not isinstance(recipe, Recipe):
@@ -1152,6 +1195,9 @@ def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
         or any(m[2].action == Action.CALL for m in masks)
         or Action.CALL in vr_defaults.values()
     )
+    shifts = any(r.action == Action.SHIFT for r in (*tags.values(), *private.values())) or any(
+        m[2].action == Action.SHIFT for m in masks
+    ) or Action.SHIFT in vr_defaults.values()
     plan = Plan(
         tags=tags,
         masks=tuple(masks),
@@ -1161,6 +1207,7 @@ def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
         default_private=Action.KEEP if recipe.defaults["private"] == "keep" else Action.REMOVE,
         age_cap=int(recipe.parameters.get("age_cap", 90)),
         callback=clean_element if uses_call else None,
+        insert=marking(recipe, shifts),
         name=f"{recipe.name} {recipe.version}",
     )
     shift = recipe.parameters.get("date_shift_days")
