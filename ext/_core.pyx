@@ -1517,11 +1517,11 @@ def peek(const uint8_t[::1] data not None, str path=""):
     walker.n = view.shape[0]
     end = walker.n
     while pos < end:
+        if pos + 4 <= end and rdtag(walker.buf + pos, little) > 0x00280301:
+            break  # before reading the header: a header-only buffer may end inside the next value
         walker._header(pos, end, explicit, little, &h)
         if (h.tag >> 16) == 0xFFFE:
             walker._fail(pos, "unexpected item tag in a data set")
-        if h.tag > 0x00280301:
-            break
         vpos = pos + h.hdr
         vend = walker._skip_value(vpos, end, &h, 0)
         name = _PEEK_TAGS.get(h.tag) if _peek_wanted(h.tag) else None

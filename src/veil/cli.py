@@ -46,6 +46,30 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    run = sub.add_parser("run", help="de-identify an archive: local Ray by default, a Ray cluster with --address")
+    run.add_argument("src", type=Path)
+    run.add_argument("dst", type=Path)
+    run.add_argument("--recipe", default="research", help="recipe name or YAML path (default: research)")
+    run.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
+    run.add_argument("--address", help="Ray cluster address (default: this machine)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers on this machine")
+    run.add_argument("--resume", action="store_true", help="skip the shards a previous run finished")
+    run.add_argument("--reid-table", type=Path, help="write the encrypted re-identification table here")
+    run.add_argument("--files-from", type=Path, help="a listing file, one path a line (relative to SRC)")
+    run.add_argument("--layout", choices=("mirror", "study"), default="mirror")
+    run.add_argument("--quarantine", choices=("copy", "list"), default="copy",
+                     help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
+    run.add_argument("--shard-files", type=int, default=256)
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    au = sub.add_parser("audit", help="summary and quarantine list of a run's audit")
+    au.add_argument("dst", type=Path)
+
+    ri = sub.add_parser("reidentify", help="read an encrypted re-identification table (needs the key)")
+    ri.add_argument("table", type=Path)
+    ri.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
+    ri.add_argument("--value", help="show only the rows whose new value is this")
+
     r = sub.add_parser("recipe", help="list, show, check and compare recipes")
     rs = r.add_subparsers(dest="recipe_command", required=True)
     rs.add_parser("list", help="the shipped recipes")
@@ -195,6 +219,122 @@ def _deidentify(args: argparse.Namespace) -> int:
     return EXIT_QUARANTINED if quarantined else EXIT_OK
 
 
+def _run(args: argparse.Namespace) -> int:
+    from veil import engine
+    from veil.keys import load_key
+    from veil.recipe import compile_recipe, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    compiled = compile_recipe(recipe)
+    key = load_key(args.key) if (args.key or os.environ.get("VEIL_KEY") or recipe.requires_key) else None
+    if args.reid_table and key is None:
+        print("veil run: error: --reid-table needs a key", file=sys.stderr)
+        return EXIT_FATAL
+    options = engine.RunOptions(
+        src=str(args.src),
+        dst=str(args.dst),
+        layout=args.layout,
+        workers=max(1, args.workers),
+        address=args.address,
+        resume=args.resume,
+        files_from=str(args.files_from) if args.files_from else None,
+        reid_table=str(args.reid_table) if args.reid_table else None,
+        quarantine_copy=args.quarantine == "copy",
+        shard_files=max(1, args.shard_files),
+    )
+    progress = _RunProgress() if sys.stderr.isatty() and not args.json else None
+    try:
+        summary = engine.run(options, compiled, key, progress.update if progress else None)
+    except engine.FatalRunError as exc:
+        if progress:
+            progress.close()
+        print(f"veil run: error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    if progress:
+        progress.close()
+    from veil import audit
+
+    totals = audit.summarize(args.dst)
+    result = {
+        "run_id": summary.run_id,
+        "recipe": f"{recipe.name} {recipe.version}",
+        "key_id": key.key_id if key else None,
+        "mode": summary.mode,
+        "this_run": {"files": summary.files, "written": summary.written, "quarantined": summary.quarantined,
+                     "shards": summary.shards, "shards_resumed": summary.shards_resumed,
+                     "input_bytes": summary.input_bytes, "output_bytes": summary.output_bytes,
+                     "seconds": round(summary.seconds, 3),
+                     "files_per_second": round(summary.files / summary.seconds, 1) if summary.seconds else None,
+                     "mb_per_second": round(summary.input_bytes / 1e6 / summary.seconds, 1)
+                     if summary.seconds else None},
+        "all_runs": {"files": totals.files, "written": totals.written, "quarantined": totals.quarantined},
+        "quarantine_reasons": dict(totals.reasons),
+        "audit": summary.audit_dir,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        t = result["this_run"]
+        print(
+            f"run {summary.run_id} ({summary.mode}), recipe {result['recipe']}, key id {result['key_id']}: "
+            f"{t['files']} files in {t['shards']} shards ({t['shards_resumed']} resumed), {t['written']} written, "
+            f"{t['quarantined']} quarantined, {summary.input_bytes / 1e6:.1f} MB in {t['seconds']} s "
+            f"({t['files_per_second']} files/s, {t['mb_per_second']} MB/s)"
+        )
+        print(f"  all runs into {args.dst}: {totals.files} files, {totals.written} written, "
+              f"{totals.quarantined} quarantined")
+        for reason, count in totals.reasons.items():
+            print(f"  quarantined {count}: {reason}")
+        print(f"  audit: {summary.audit_dir}  (veil audit {args.dst})")
+    return EXIT_QUARANTINED if totals.quarantined else EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from veil import audit
+
+    if not audit.audit_dir(args.dst).exists():
+        print(f"veil audit: error: {args.dst}: no veil audit here", file=sys.stderr)
+        return EXIT_FATAL
+    print(audit.format_summary(audit.summarize(args.dst)))
+    return EXIT_OK
+
+
+def _reidentify(args: argparse.Namespace) -> int:
+    from veil.keys import load_key
+    from veil.mapping import read_reid_table
+
+    key = load_key(args.key)
+    rows = read_reid_table(str(args.table), key.material)
+    for kind, new, original in rows:
+        if args.value is None or new == args.value:
+            print(f"{kind}\t{new}\t{original}")
+    return EXIT_OK
+
+
+class _RunProgress:
+    """One status line on a terminal: files, rate, MB/s, quarantined so far, tasks in flight."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, summary, in_flight: int | None) -> None:  # type: ignore[no-untyped-def]
+        now = time.perf_counter()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        seconds = max(now - self.started, 1e-9)
+        flight = f", {in_flight} shards in flight" if in_flight is not None else ""
+        sys.stderr.write(
+            f"\rrun: {summary.files:,} files, {summary.files / seconds:,.0f} files/s, "
+            f"{summary.input_bytes / 1e6 / seconds:,.1f} MB/s, {summary.quarantined} quarantined{flight}   "
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
 def _recipe(args: argparse.Namespace) -> int:
     from veil import recipe as recipes
 
@@ -250,6 +390,9 @@ _COMMANDS = {
     "synth": _synth,
     "keygen": _keygen,
     "deidentify": _deidentify,
+    "run": _run,
+    "audit": _audit,
+    "reidentify": _reidentify,
     "recipe": _recipe,
     "peek": _peek,
 }

@@ -49,9 +49,24 @@ class FileOutcome:
     output_bytes: int = 0
     sop_class_uid: str = ""
     sop_instance_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    modality: str = ""
     transfer_syntax: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     microseconds: int = 0
+    # (kind, new value, original value) for re-identification; filled only when asked for, never logged.
+    reid_pairs: tuple[tuple[str, bytes, bytes], ...] = field(default=(), repr=False)
+
+
+# The identifiers a re-identification table maps back (peek key, kind recorded in the table).
+_REID_VALUES = (
+    ("patient_id", "PatientID"),
+    ("accession_number", "AccessionNumber"),
+    ("study_instance_uid", "StudyInstanceUID"),
+    ("series_instance_uid", "SeriesInstanceUID"),
+    ("sop_instance_uid", "SOPInstanceUID"),
+)
 
 
 class Deidentifier:
@@ -85,11 +100,21 @@ class Deidentifier:
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
         return self.rewrite(data, path).tobytes()
 
-    def deidentify_file(self, source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> FileOutcome:
-        """De-identifies one file to ``destination``; a bad input yields no output and a quarantine outcome."""
+    def deidentify_file(
+        self,
+        source: str | os.PathLike[str],
+        destination: str | os.PathLike[str] | Callable[[dict[str, object]], str],
+        *,
+        reid: bool = False,
+    ) -> FileOutcome:
+        """De-identifies one file to ``destination``; a bad input yields no output and a quarantine outcome.
+
+        ``destination`` may be a function of the output's own identity (``peek`` of the new header: new study,
+        series and instance UIDs, modality), for layouts by study. With ``reid``, the outcome carries the
+        (new, original) pairs of the identifiers a re-identification table needs.
+        """
         started = time.perf_counter_ns()
         src = os.fspath(source)
-        dst = os.fspath(destination)
         try:
             with open(src, "rb") as fh:
                 size = os.fstat(fh.fileno()).st_size
@@ -98,7 +123,17 @@ class Deidentifier:
                 with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                     result = self.rewrite(mm, src)
                     try:
+                        info = peek(result.header, src)
+                        dst = destination(info) if callable(destination) else os.fspath(destination)
                         written = _write_atomically(dst, result, fh.fileno())
+                        pairs: tuple[tuple[str, bytes, bytes], ...] = ()
+                        if reid:
+                            original = peek(mm, src)
+                            pairs = tuple(
+                                (kind, str(info[name]).encode(), str(original[name]).encode())
+                                for name, kind in _REID_VALUES
+                                if original[name] and info[name] != original[name]
+                            )
                     finally:
                         if result.pixels is not None:
                             result.pixels.release()
@@ -110,9 +145,13 @@ class Deidentifier:
                 output_bytes=written,
                 sop_class_uid=result.sop_class_uid,
                 sop_instance_uid=result.sop_instance_uid,
+                study_instance_uid=str(info["study_instance_uid"] or ""),
+                series_instance_uid=str(info["series_instance_uid"] or ""),
+                modality=str(info["modality"] or ""),
                 transfer_syntax=result.transfer_syntax,
                 counts=result.counts,
                 microseconds=(time.perf_counter_ns() - started) // 1000,
+                reid_pairs=pairs,
             )
         except VeilError as exc:
             reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
@@ -129,7 +168,8 @@ def _write_atomically(dst: str, result: RewriteResult, source_fd: int) -> int:
     """Header, pixel tail (kernel copy from the input), trailer into a temporary file, then rename."""
     directory = os.path.dirname(dst) or "."
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-{os.getpid()}.tmp")
+    # A fixed temporary name: a retried or resumed write of the same output replaces it, never leaves another.
+    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         total = _write_all(fd, result.header)

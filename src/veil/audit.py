@@ -1,0 +1,529 @@
+"""The audit trail of a run: one Parquet part per shard, the per-instance action counts as Zarr arrays, and
+the run manifest, all under ``DST/.veil/``.
+
+An audit proves what was done to each instance without itself leaking PHI: a row holds a keyed digest of the
+input path and the NEW (de-identified) identifiers only; the schema has no column for an original value.
+
+Layout::
+
+    DST/.veil/manifest.json                       the run (written by the driver through write_manifest)
+    DST/.veil/audit/part-{shard:08d}.parquet      one per shard; its presence marks the shard complete
+    DST/.veil/audit/actions.zarr/shard-{shard:08d} int32 (rows x actions), row i = row i of the part
+
+Every shard is written by one worker, independently: its Zarr array first, its Parquet part last (temporary
+name in the same directory, fsync, ``os.replace``), so a resumed run skips exactly :func:`completed_shards`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import blake3
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from veil.keys import Key
+from veil.plan import Action
+
+__all__ = [
+    "AUDIT_SCHEMA_VERSION",
+    "ACTION_NAMES",
+    "AUDIT_COLUMNS",
+    "AUDIT_SCHEMA",
+    "STATUSES",
+    "AuditRow",
+    "AuditSummary",
+    "veil_dir",
+    "audit_dir",
+    "actions_path",
+    "part_path",
+    "manifest_path",
+    "input_digest",
+    "counts_from_mapping",
+    "write_shard",
+    "completed_shards",
+    "read_audit",
+    "read_actions",
+    "write_manifest",
+    "read_manifest",
+    "summarize",
+    "format_summary",
+]
+
+log = logging.getLogger(__name__)
+
+AUDIT_SCHEMA_VERSION: int = 1
+SCHEMA_METADATA_KEY = b"veil.audit.schema"
+ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
+STATUSES: tuple[str, ...] = ("written", "skipped", "quarantined")
+
+_PART_NAME = re.compile(r"part-(\d{8,})\.parquet")
+# A keyed BLAKE3 digest in hex (128 to 512 bits): anything else, a path for one, is refused.
+_DIGEST = re.compile(r"[0-9a-f]{32,128}")
+_ZARR_CHUNK_ROWS = 65536
+
+
+def _count_column(action: str) -> str:
+    return f"count_{action.lower()}"
+
+
+# One Arrow field per AuditRow field, in order; ``counts`` becomes one int32 column per action.
+_SCALAR_TYPES: dict[str, pa.DataType] = {
+    "run_id": pa.string(),
+    "shard": pa.int64(),
+    "input_digest": pa.string(),
+    "input_bytes": pa.int64(),
+    "output_bytes": pa.int64(),
+    "output_path": pa.string(),
+    "sop_class_uid": pa.string(),
+    "modality": pa.string(),
+    "study_instance_uid": pa.string(),
+    "series_instance_uid": pa.string(),
+    "sop_instance_uid": pa.string(),
+    "key_id": pa.string(),
+    "recipe_name": pa.string(),
+    "recipe_version": pa.string(),
+    "recipe_hash": pa.string(),
+    "veil_version": pa.string(),
+    "pixel_redaction": pa.bool_(),
+    "status": pa.string(),
+    "reason": pa.string(),
+    "microseconds": pa.int64(),
+}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """What was done to one input instance; identifiers are the NEW values, the input only a keyed digest.
+
+    Validated on construction (fail closed): the digest must be hex, ``output_path`` relative to DST, ``counts``
+    one per :data:`ACTION_NAMES`, ``status`` one of :data:`STATUSES`.
+    """
+
+    run_id: str
+    shard: int
+    input_digest: str  # keyed BLAKE3 hex of the input path (see input_digest())
+    input_bytes: int
+    output_bytes: int
+    output_path: str  # relative to DST; '' when nothing was written
+    sop_class_uid: str
+    modality: str
+    study_instance_uid: str  # the new UIDs, as written in the output
+    series_instance_uid: str
+    sop_instance_uid: str
+    key_id: str
+    recipe_name: str
+    recipe_version: str
+    recipe_hash: str
+    veil_version: str
+    counts: tuple[int, ...]  # elements per action, in ACTION_NAMES order
+    pixel_redaction: bool
+    status: str  # "written" | "skipped" | "quarantined"
+    reason: str
+    microseconds: int
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(ACTION_NAMES):
+            raise ValueError(f"counts has {len(self.counts)} values, expected one per action {ACTION_NAMES}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+        if not _DIGEST.fullmatch(self.input_digest):
+            raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
+        if self.shard < 0:
+            raise ValueError(f"shard must be >= 0, not {self.shard}")
+        out = self.output_path
+        if out and (
+            PurePosixPath(out).is_absolute()
+            or PureWindowsPath(out).is_absolute()
+            or ".." in PurePosixPath(out.replace("\\", "/")).parts
+        ):
+            raise ValueError("output_path must be relative to DST and stay inside it")
+
+
+AUDIT_COLUMNS: tuple[str, ...] = tuple(
+    col
+    for f in fields(AuditRow)
+    for col in ((_count_column(a) for a in ACTION_NAMES) if f.name == "counts" else (f.name,))
+)
+
+AUDIT_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(col, _SCALAR_TYPES.get(col, pa.int32()), nullable=False) for col in AUDIT_COLUMNS],
+    metadata={SCHEMA_METADATA_KEY: str(AUDIT_SCHEMA_VERSION).encode()},
+)
+
+
+# --- paths -------------------------------------------------------------------------------------------------
+
+
+def veil_dir(dst: Path) -> Path:
+    """``DST/.veil``: everything a run writes beside its outputs."""
+    return Path(dst) / ".veil"
+
+
+def audit_dir(dst: Path) -> Path:
+    """``DST/.veil/audit``: the Parquet parts and the Zarr store."""
+    return veil_dir(dst) / "audit"
+
+
+def actions_path(dst: Path) -> Path:
+    """``DST/.veil/audit/actions.zarr``: one int32 array of action counts per shard."""
+    return audit_dir(dst) / "actions.zarr"
+
+
+def part_path(dst: Path, shard: int) -> Path:
+    """The Parquet part of one shard; it exists under this name only once the shard is complete."""
+    return audit_dir(dst) / f"part-{shard:08d}.parquet"
+
+
+def manifest_path(dst: Path) -> Path:
+    """``DST/.veil/manifest.json``."""
+    return veil_dir(dst) / "manifest.json"
+
+
+def _array_name(shard: int) -> str:
+    return f"shard-{shard:08d}"
+
+
+# --- helpers for the caller --------------------------------------------------------------------------------
+
+
+def input_digest(key: Key, path: str | bytes | os.PathLike[str]) -> str:
+    """The keyed BLAKE3 hex digest of an input path (the ``audit`` sub-key), so the audit names no file.
+
+    Pass the path relative to the source root: the digest is then the same whatever the mount point.
+    """
+    raw = os.fsencode(path)
+    return blake3.blake3(raw, key=key.subkey("audit")).hexdigest()
+
+
+def counts_from_mapping(counts: Mapping[str, int]) -> tuple[int, ...]:
+    """The core's ``{action name: count}`` as a tuple in :data:`ACTION_NAMES` order; unknown names refused."""
+    unknown = set(counts) - set(ACTION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown action names in counts: {sorted(unknown)}")
+    return tuple(int(counts.get(name, 0)) for name in ACTION_NAMES)
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    """Makes a rename in ``path`` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsyncs every file and directory under ``root``, so a Parquet part never outlives its Zarr array."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError), open(os.path.join(dirpath, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(Path(dirpath))
+
+
+@contextlib.contextmanager
+def _atomic_file(final: Path) -> Iterator[Any]:
+    """Yields a binary file under a temporary name beside ``final``; fsynced and renamed on success, removed on
+    failure, so ``final`` either does not exist or is complete."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(final.parent)
+
+
+def _counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:
+    n_actions = len(ACTION_NAMES)
+    if not rows:
+        return np.zeros((0, n_actions), dtype=np.int32)
+    wide = np.asarray([r.counts for r in rows], dtype=np.int64).reshape(len(rows), n_actions)
+    if wide.size and (wide.min() < 0 or wide.max() > np.iinfo(np.int32).max):
+        raise ValueError("action counts must be in 0 .. 2**31-1")
+    return wide.astype(np.int32)
+
+
+def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
+    columns: list[pa.Array] = []
+    for f in fields(AuditRow):
+        if f.name == "counts":
+            columns.extend(pa.array(matrix[:, i], type=pa.int32()) for i in range(len(ACTION_NAMES)))
+        else:
+            columns.append(pa.array([getattr(r, f.name) for r in rows], type=_SCALAR_TYPES[f.name]))
+    return pa.Table.from_arrays(columns, schema=AUDIT_SCHEMA)
+
+
+def _open_actions_group(dst: Path) -> Any:
+    """The Zarr group, created on first use; two processes creating it at once both end up opening it."""
+    import zarr
+    from zarr.errors import ContainsGroupError
+
+    store = actions_path(dst)
+    attributes = {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "actions": list(ACTION_NAMES)}
+    for _ in range(5):
+        try:
+            return zarr.open_group(store, mode="a", attributes=attributes)
+        except ContainsGroupError:
+            continue  # another writer created it between our look and our create: open theirs
+    return zarr.open_group(store, mode="r+")
+
+
+def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
+    group = _open_actions_group(dst)
+    name = _array_name(shard)
+    rows = max(1, min(matrix.shape[0], _ZARR_CHUNK_ROWS))
+    array = group.create_array(
+        name,
+        shape=matrix.shape,
+        dtype="int32",
+        chunks=(rows, matrix.shape[1]),
+        overwrite=True,
+        attributes={"veil.audit.schema": AUDIT_SCHEMA_VERSION, "shard": shard, "actions": list(ACTION_NAMES)},
+    )
+    if matrix.shape[0]:
+        array[:] = matrix
+    _fsync_tree(actions_path(dst) / name)
+
+
+def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow]) -> Path:
+    """Writes one shard's audit: its Zarr action-count array, then its Parquet part (atomically, last, since
+    the part's presence is what marks the shard complete). Rewriting a shard replaces both. Returns the part."""
+    dst = Path(dst)
+    if shard < 0:
+        raise ValueError(f"shard must be >= 0, not {shard}")
+    strays = {r.shard for r in rows} - {shard}
+    if strays:
+        raise ValueError(f"rows for shard(s) {sorted(strays)} passed to write_shard({shard})")
+    matrix = _counts_matrix(rows)
+    table = _table(rows, matrix)
+    _write_actions(dst, shard, matrix)
+    final = part_path(dst, shard)
+    with _atomic_file(final) as fh:
+        pq.write_table(table, fh, compression="zstd")
+    log.debug("audit shard %d: %d rows", shard, len(rows))
+    return final
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+
+def _part_is_complete(path: Path) -> bool:
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowException):
+        return False
+    meta = schema.metadata or {}
+    version_ok = meta.get(SCHEMA_METADATA_KEY) == str(AUDIT_SCHEMA_VERSION).encode()
+    return version_ok and schema.remove_metadata().equals(AUDIT_SCHEMA.remove_metadata())
+
+
+def _parts(dst: Path) -> dict[int, Path]:
+    """Every complete part (footer reads, current schema version), by shard."""
+    found: dict[int, Path] = {}
+    folder = audit_dir(dst)
+    if not folder.is_dir():
+        return found
+    for entry in folder.iterdir():
+        m = _PART_NAME.fullmatch(entry.name)
+        if m and entry.is_file() and _part_is_complete(entry):
+            found[int(m.group(1))] = entry
+        elif m:
+            log.warning(
+                "audit part %s is unreadable or of another schema version; its shard will be redone",
+                entry.name,
+            )
+    return found
+
+
+def completed_shards(dst: Path) -> set[int]:
+    """Shards whose Parquet part exists, reads back and has this schema version: the ones a resume skips."""
+    return set(_parts(Path(dst)))
+
+
+def read_audit(dst: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """All complete parts concatenated in shard order (an empty table with the schema when there are none)."""
+    return _read_parts(_parts(Path(dst)), columns)
+
+
+def _read_parts(parts: Mapping[int, Path], columns: Sequence[str] | None = None) -> pa.Table:
+    cols = list(columns) if columns is not None else None
+    schema = AUDIT_SCHEMA if cols is None else pa.schema([AUDIT_SCHEMA.field(c) for c in cols])
+    schema = schema.with_metadata(AUDIT_SCHEMA.metadata)
+    tables = [pq.read_table(parts[s], columns=cols) for s in sorted(parts)]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).replace_schema_metadata(schema.metadata)
+
+
+def read_actions(dst: Path, shard: int) -> np.ndarray:
+    """One shard's action-count matrix (rows x :data:`ACTION_NAMES`, int32) from the Zarr store."""
+    import zarr
+
+    group = zarr.open_group(actions_path(Path(dst)), mode="r")
+    return np.asarray(group[_array_name(shard)][:], dtype=np.int32).reshape(-1, len(ACTION_NAMES))
+
+
+# --- manifest ----------------------------------------------------------------------------------------------
+
+
+def write_manifest(dst: Path, manifest: dict) -> Path:
+    """Writes ``DST/.veil/manifest.json`` atomically with sorted keys; adds ``audit_schema_version`` when the
+    caller did not set it. Values must be JSON (nothing is stringified behind the caller's back)."""
+    content = dict(manifest)
+    content.setdefault("audit_schema_version", AUDIT_SCHEMA_VERSION)
+    text = json.dumps(content, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    final = manifest_path(Path(dst))
+    with _atomic_file(final) as fh:
+        fh.write(text.encode("utf-8"))
+    return final
+
+
+def read_manifest(dst: Path) -> dict:
+    """The run manifest, or ``{}`` when none has been written yet (a malformed one raises)."""
+    path = manifest_path(Path(dst))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: the manifest is not a JSON object")
+    return value
+
+
+# --- summary -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditSummary:
+    """The totals of a run's audit, for ``veil audit DST``; quarantined inputs are named by digest only."""
+
+    files: int
+    written: int
+    skipped: int
+    quarantined: int
+    input_bytes: int
+    output_bytes: int
+    quarantine: list[tuple[str, str]]  # (input_digest, reason), sorted
+    reasons: dict[str, int]  # non-empty reason -> rows, any status
+    actions: dict[str, int]  # action name -> elements, in ACTION_NAMES order
+    manifest: dict
+    shards: int = 0
+    key_ids: tuple[str, ...] = field(default=())  # more than one: the outputs mix keys
+    recipes: tuple[str, ...] = field(default=())  # "name version hash": more than one mixes recipes
+
+
+def _total(table: pa.Table, column: str) -> int:
+    value = pc.sum(table[column]).as_py()
+    return int(value or 0)
+
+
+def _tally(table: pa.Table, column: str) -> Counter[str]:
+    return Counter({item["values"]: item["counts"] for item in pc.value_counts(table[column]).to_pylist()})
+
+
+def summarize(dst: Path) -> AuditSummary:
+    """Totals over every complete part of ``dst``'s audit, with its manifest (columnar: fine for millions)."""
+    dst = Path(dst)
+    parts = _parts(dst)
+    table = _read_parts(parts)
+    statuses = _tally(table, "status")
+    held = table.filter(pc.equal(table["status"], "quarantined")).select(["input_digest", "reason"])
+    quarantine = sorted(zip(held["input_digest"].to_pylist(), held["reason"].to_pylist(), strict=True))
+    reasons = _tally(table, "reason")
+    reasons.pop("", None)
+    recipe_keys = table.group_by(["recipe_name", "recipe_version", "recipe_hash"]).aggregate([]).to_pylist()
+    recipes = sorted(f"{r['recipe_name']} {r['recipe_version']} {r['recipe_hash']}" for r in recipe_keys)
+    return AuditSummary(
+        files=table.num_rows,
+        written=statuses.get("written", 0),
+        skipped=statuses.get("skipped", 0),
+        quarantined=statuses.get("quarantined", 0),
+        input_bytes=_total(table, "input_bytes"),
+        output_bytes=_total(table, "output_bytes"),
+        quarantine=quarantine,
+        reasons=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+        actions={name: _total(table, _count_column(name)) for name in ACTION_NAMES},
+        manifest=read_manifest(dst),
+        shards=len(parts),
+        key_ids=tuple(sorted(_tally(table, "key_id"))),
+        recipes=tuple(recipes),
+    )
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_summary(summary: AuditSummary, *, quarantine_limit: int | None = None) -> str:
+    """Plain text for ``veil audit DST``: manifest, totals, actions, reasons and the quarantine list (every
+    entry unless ``quarantine_limit`` is given)."""
+    s = summary
+    lines: list[str] = []
+    scalars = {k: v for k, v in sorted(s.manifest.items()) if isinstance(v, (str, int, float, bool))}
+    if scalars:
+        lines.append("run")
+        width = max(len(k) for k in scalars)
+        lines.extend(f"  {k:<{width}}  {v}" for k, v in scalars.items())
+    else:
+        lines.append("run: no manifest")
+    totals = [
+        ("shards", f"{s.shards:,}"),
+        ("files", f"{s.files:,}"),
+        ("  written", f"{s.written:,}"),
+        ("  skipped", f"{s.skipped:,}"),
+        ("  quarantined", f"{s.quarantined:,}"),
+        ("bytes in", f"{_human_bytes(s.input_bytes)} ({s.input_bytes:,})"),
+        ("bytes out", f"{_human_bytes(s.output_bytes)} ({s.output_bytes:,})"),
+    ]
+    totals += [("key id", k) for k in s.key_ids] + [("recipe", r) for r in s.recipes]
+    lines.extend(f"{label:<14}{value}" for label, value in totals)
+    if len(s.key_ids) > 1:
+        lines.append("  WARNING: outputs were made with more than one key")
+    if len(s.recipes) > 1:
+        lines.append("  WARNING: outputs were made with more than one recipe")
+    lines.append("actions")
+    width = max(len(n) for n in ACTION_NAMES)
+    lines.extend(f"  {name:<{width}}  {count:,}" for name, count in s.actions.items())
+    if s.reasons:
+        lines.append("reasons")
+        lines.extend(f"  {count:>8,}  {reason}" for reason, count in s.reasons.items())
+    lines.append(f"quarantine ({len(s.quarantine):,})")
+    shown = s.quarantine if quarantine_limit is None else s.quarantine[:quarantine_limit]
+    lines.extend(f"  {digest}  {reason}" for digest, reason in shown)
+    if len(shown) < len(s.quarantine):
+        lines.append(f"  ... and {len(s.quarantine) - len(shown):,} more")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,546 @@
+"""The driver of ``veil run``: lazy listing, shards, bounded tasks in flight, resume, quarantine, audit.
+
+One shard function does all the work, whether it runs in this process (small local jobs: no cluster start-up)
+or as a Ray task (``--workers N`` on this machine, or ``--address`` for a cluster). Every output byte is a pure
+function of (input bytes, recipe, key), so a retried or resumed shard writes exactly what it would have; a
+shard is complete when its audit part exists, and ``--resume`` skips those.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import socket
+import stat
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+from veil import __version__, audit
+from veil.errors import VeilError
+from veil.keys import Key, KeyedFunctions
+from veil.pipeline import Deidentifier, FileOutcome
+from veil.recipe import CompiledRecipe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RunOptions", "RunSummary", "Entry", "list_inputs", "shards", "run", "FatalRunError"]
+
+# Runs up to this many files (and bytes) stay in this process: starting Ray costs seconds.
+IN_PROCESS_FILES = 5000
+IN_PROCESS_BYTES = 2 << 30
+
+
+class FatalRunError(VeilError):
+    """A run that cannot go on (unwritable DST, disk full, a shard that keeps failing)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed input: a file to process, or a path recorded with the reason it cannot be (``error``)."""
+
+    path: str
+    rel: str
+    size: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    src: str
+    dst: str
+    layout: str = "mirror"  # "mirror" | "study"
+    workers: int = 1
+    address: str | None = None
+    resume: bool = False
+    files_from: str | None = None
+    reid_table: str | None = None
+    quarantine_copy: bool = True
+    shard_files: int = 256
+    shard_bytes: int = 256 << 20
+    max_in_flight: int = 0  # 0: twice the workers
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    files: int = 0
+    written: int = 0
+    skipped: int = 0
+    quarantined: int = 0
+    input_bytes: int = 0
+    output_bytes: int = 0
+    shards: int = 0
+    shards_resumed: int = 0
+    seconds: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    mode: str = "in-process"
+    audit_dir: str = ""
+
+    def add(self, result: ShardResult) -> None:
+        self.files += result.files
+        self.written += result.written
+        self.skipped += result.skipped
+        self.quarantined += result.quarantined
+        self.input_bytes += result.input_bytes
+        self.output_bytes += result.output_bytes
+        self.reasons.update(result.reasons)
+        self.actions.update(result.actions)
+        self.shards += 1
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    files: int
+    written: int
+    skipped: int
+    quarantined: int
+    input_bytes: int
+    output_bytes: int
+    reasons: dict[str, int]
+    actions: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What every shard task needs; shipped once per run (``ray.put``), never the master key."""
+
+    run_id: str
+    dst: str
+    layout: str
+    plan_recipe: CompiledRecipe
+    quarantine_copy: bool
+    reid: bool
+    key_id: str
+
+
+# --- listing ----------------------------------------------------------------------------------------------
+
+
+def list_inputs(src: str, files_from: str | None = None) -> Iterator[Entry]:
+    """Inputs in a stable order, lazily: a recursive walk of SRC (one directory's names in memory at a time),
+    or the lines of a listing file. Unreadable directories, loops and symlinks out of SRC are yielded as
+    entries with an ``error`` so the run records them and goes on."""
+    root = os.path.realpath(src)
+    if files_from is not None:
+        yield from _list_file(root, files_from)
+        return
+    if os.path.isfile(root):
+        yield _entry(root, os.path.basename(root), root)
+        return
+    yield from _walk(root, "", root, {_dir_id(root)})
+
+
+def _dir_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _entry(path: str, rel: str, root: str) -> Entry:
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root + os.sep):
+        return Entry(path, rel, error="symlink out of SRC")
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        return Entry(path, rel, error="vanished before it was read")
+    except OSError as exc:
+        return Entry(path, rel, error=f"cannot stat: {exc.strerror}")
+    if not stat.S_ISREG(st.st_mode):
+        return Entry(path, rel, error="not a regular file")
+    return Entry(path, rel, st.st_size)
+
+
+def _walk(directory: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
+    try:
+        with os.scandir(directory) as it:
+            names = sorted((e.name, e.is_dir(follow_symlinks=True), e.is_symlink()) for e in it)
+    except OSError as exc:
+        yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
+        return
+    for name, is_dir, is_link in names:
+        path = os.path.join(directory, name)
+        child_rel = f"{rel}/{name}" if rel else name
+        if name.startswith(".veil"):
+            continue
+        if is_dir:
+            real = os.path.realpath(path)
+            if is_link and real != root and not real.startswith(root + os.sep):
+                yield Entry(path, child_rel, error="symlink out of SRC")
+                continue
+            try:
+                ident = _dir_id(path)
+            except OSError as exc:
+                yield Entry(path, child_rel, error=f"cannot stat directory: {exc.strerror}")
+                continue
+            if ident in ancestors:
+                yield Entry(path, child_rel, error="directory loop")
+                continue
+            yield from _walk(path, child_rel, root, ancestors | {ident})
+        else:
+            yield _entry(path, child_rel, root)
+
+
+def _list_file(root: str, listing: str) -> Iterator[Entry]:
+    with open(listing, encoding="utf-8") as fh:
+        for line in fh:
+            path = line.rstrip("\n")
+            if not path.strip():
+                continue
+            full = path if os.path.isabs(path) else os.path.join(root, path)
+            rel = os.path.relpath(os.path.realpath(full), root) if os.path.isabs(path) else path
+            if rel.startswith(".."):
+                yield Entry(full, os.path.basename(full), error="listed path is outside SRC")
+                continue
+            yield _entry(full, rel, root)
+
+
+def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, list[Entry]]]:
+    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs)."""
+    batch: list[Entry] = []
+    size = 0
+    number = 0
+    for entry in entries:
+        batch.append(entry)
+        size += entry.size
+        if len(batch) >= max_files or size >= max_bytes:
+            yield number, batch
+            number += 1
+            batch, size = [], 0
+    if batch:
+        yield number, batch
+
+
+# --- the shard function (runs in-process or as a Ray task) ---------------------------------------------
+
+_WORKERS: dict[str, Deidentifier] = {}
+
+
+def _deidentifier(ctx: ShardContext, functions_source: Callable[[], KeyedFunctions | None]) -> Deidentifier:
+    worker = _WORKERS.get(ctx.run_id)
+    if worker is None:
+        _WORKERS.clear()
+        worker = Deidentifier(ctx.plan_recipe.plan, functions_source())
+        _WORKERS[ctx.run_id] = worker
+    return worker
+
+
+def process_shard(
+    ctx: ShardContext,
+    shard: int,
+    entries: list[Entry],
+    functions_source: Callable[[], KeyedFunctions | None],
+    audit_key: bytes,
+    reid_sink: Callable[[list[tuple[str, bytes, bytes]]], object] | None = None,
+) -> ShardResult:
+    """De-identifies one shard's files and writes its audit part (last: its presence marks completion)."""
+    worker = _deidentifier(ctx, functions_source)
+    dst = ctx.dst
+    rows: list[audit.AuditRow] = []
+    reasons: Counter[str] = Counter()
+    actions: Counter[str] = Counter()
+    reid: list[tuple[str, bytes, bytes]] = []
+    written = quarantined = input_bytes = output_bytes = 0
+    recipe = ctx.plan_recipe.recipe
+    for entry in entries:
+        digest = blake3.blake3(entry.rel.encode("utf-8", "surrogateescape"), key=audit_key).hexdigest()[:32]
+        if entry.error:
+            outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
+        else:
+            outcome = worker.deidentify_file(entry.path, _destination(dst, entry.rel, ctx.layout), reid=ctx.reid)
+        if outcome.status == "written":
+            written += 1
+            input_bytes += outcome.input_bytes
+            output_bytes += outcome.output_bytes
+            actions.update({k: v for k, v in outcome.counts.items() if v})
+            reid.extend(outcome.reid_pairs)
+        else:
+            quarantined += 1
+            reasons[outcome.reason] += 1
+            if ctx.quarantine_copy and not entry.error:
+                _quarantine(dst, entry, digest, outcome.reason)
+        rows.append(
+            audit.AuditRow(
+                run_id=ctx.run_id,
+                shard=shard,
+                input_digest=digest,
+                input_bytes=outcome.input_bytes or entry.size,
+                output_bytes=outcome.output_bytes,
+                output_path=os.path.relpath(outcome.destination, dst) if outcome.destination else "",
+                sop_class_uid=outcome.sop_class_uid,
+                modality=outcome.modality,
+                study_instance_uid=outcome.study_instance_uid,
+                series_instance_uid=outcome.series_instance_uid,
+                sop_instance_uid=outcome.sop_instance_uid,
+                key_id=ctx.key_id,
+                recipe_name=recipe.name,
+                recipe_version=recipe.version,
+                recipe_hash=recipe.content_hash,
+                veil_version=__version__,
+                counts=tuple(outcome.counts.get(name, 0) for name in audit.ACTION_NAMES),
+                pixel_redaction=False,
+                status=outcome.status,
+                reason=outcome.reason,
+                microseconds=outcome.microseconds,
+            )
+        )
+    if reid and reid_sink is not None:
+        reid_sink(reid)
+    audit.write_shard(Path(dst), shard, rows)
+    return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
+                       dict(reasons), dict(actions))
+
+
+def _destination(dst: str, rel: str, layout: str) -> str | Callable[[dict[str, object]], str]:
+    if layout == "mirror":
+        return os.path.join(dst, rel)
+
+    def by_study(info: dict[str, object]) -> str:
+        # New identifiers only: the layout must not leak what the data set no longer carries.
+        study = str(info.get("study_instance_uid") or "no-study")
+        series = str(info.get("series_instance_uid") or "no-series")
+        instance = str(info.get("sop_instance_uid") or "no-instance")
+        return os.path.join(dst, study, series, f"{instance}.dcm")
+
+    return by_study
+
+
+def _quarantine(dst: str, entry: Entry, digest: str, reason: str) -> None:
+    """A copy of the refused input under DST/.veil/quarantine, named by its keyed digest, with the reason."""
+    folder = os.path.join(dst, ".veil", "quarantine")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, digest + ".dcm")
+    try:
+        tmp = target + ".tmp"
+        shutil.copyfile(entry.path, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = f"{reason} (not copied: {exc.strerror})"
+    with open(os.path.join(folder, digest + ".json"), "w", encoding="utf-8") as fh:
+        json.dump({"input_digest": digest, "reason": reason}, fh)
+
+
+# --- the driver ---------------------------------------------------------------------------------------------
+
+
+def check_destination(options: RunOptions) -> None:
+    """Fatal problems known before any work: DST inside SRC, DST not writable, re-id table inside DST."""
+    src = os.path.realpath(options.src)
+    dst = os.path.realpath(options.dst)
+    if not os.path.exists(src):
+        raise FatalRunError(f"{options.src}: no such file or directory")
+    if dst == src or dst.startswith(src + os.sep):
+        raise FatalRunError("DST must not be inside SRC")
+    try:
+        os.makedirs(os.path.join(dst, ".veil"), exist_ok=True)
+        probe = os.path.join(dst, ".veil", f".probe-{os.getpid()}")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.unlink(probe)
+    except OSError as exc:
+        raise FatalRunError(f"{options.dst}: cannot write: {exc.strerror}") from None
+    if options.reid_table:
+        table = os.path.realpath(options.reid_table)
+        if table.startswith(dst + os.sep) or table.startswith(src + os.sep):
+            raise FatalRunError("the re-identification table must be stored apart from SRC and DST")
+
+
+def run(
+    options: RunOptions,
+    compiled: CompiledRecipe,
+    key: Key | None,
+    progress: Callable[[RunSummary, int | None], None] | None = None,
+) -> RunSummary:
+    """Runs (or resumes) a whole job; returns the totals. Raises FatalRunError for a run that cannot go on."""
+    from veil import mapping
+
+    check_destination(options)
+    dst = Path(options.dst)
+    started = time.time()
+    previous = audit.read_manifest(dst) if options.resume and (dst / ".veil" / "manifest.json").exists() else {}
+    run_id = previous.get("run_id") or uuid.uuid4().hex
+    shard_files = int(previous.get("shard_files", options.shard_files))
+    shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
+    done = audit.completed_shards(dst) if options.resume else set()
+    service = mapping.KeyService(
+        key.material if key else bytes(32),
+        compiled.pseudonym_pattern,
+        compiled.shift_range,
+    ) if key is not None else None
+    summary = RunSummary(run_id=run_id, audit_dir=str(audit.audit_dir(dst)))
+    audit_key = key.subkey("audit") if key else blake3.blake3(run_id.encode()).digest()
+    manifest = {
+        "run_id": run_id,
+        # The source path may name a patient (exports are often filed by name): only a keyed digest of it.
+        "src_digest": blake3.blake3(os.path.realpath(options.src).encode(), key=audit_key).hexdigest()[:32],
+        "recipe": {"name": compiled.recipe.name, "version": compiled.recipe.version,
+                   "hash": compiled.recipe.content_hash, "layers": list(compiled.recipe.layers)},
+        "key_id": key.key_id if key else None,
+        "veil_version": __version__,
+        "layout": options.layout,
+        "shard_files": shard_files,
+        "shard_bytes": shard_bytes,
+        "started": previous.get("started", started),
+        "status": "running",
+    }
+    audit.write_manifest(dst, manifest)
+    ctx = ShardContext(
+        run_id=run_id,
+        dst=str(dst),
+        layout=options.layout,
+        plan_recipe=compiled,
+        quarantine_copy=options.quarantine_copy,
+        reid=bool(options.reid_table) and key is not None,
+        key_id=key.key_id if key else "",
+    )
+    listing = shards(list_inputs(options.src, options.files_from), shard_files, shard_bytes)
+    # Look ahead: a small local job stays in this process.
+    head: list[tuple[int, list[Entry]]] = []
+    head_files = head_bytes = 0
+    for item in listing:
+        head.append(item)
+        head_files += len(item[1])
+        head_bytes += sum(e.size for e in item[1])
+        if head_files > IN_PROCESS_FILES or head_bytes > IN_PROCESS_BYTES:
+            break
+    small = head_files <= IN_PROCESS_FILES and head_bytes <= IN_PROCESS_BYTES
+    all_shards = _chain(head, listing)
+    actor = None
+    try:
+        if options.address is None and (options.workers <= 1 or small):
+            summary.mode = "in-process"
+            functions = _local_functions(service)
+            for number, entries in all_shards:
+                if number in done:
+                    summary.shards_resumed += 1
+                    continue
+                sink = service.record_reid if service is not None else None
+                summary.add(process_shard(ctx, number, entries, lambda: functions, audit_key, sink))
+                if progress:
+                    progress(summary, None)
+        else:
+            actor = _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progress)
+        host_count = _host_count(summary.mode)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise FatalRunError(f"{options.dst}: disk full; finished shards are kept, rerun with --resume") from None
+        raise
+    if options.reid_table and key is not None:
+        table = os.path.realpath(options.reid_table)
+        apart = [os.path.realpath(options.src), os.path.realpath(options.dst)]
+        if actor is not None:
+            import ray
+
+            ray.get(actor.write_reid_table.remote(table, forbid_under=apart))
+        elif service is not None:
+            service.write_reid_table(table, forbid_under=apart)
+    summary.seconds = time.time() - started
+    totals = audit.summarize(dst)
+    manifest.update(
+        status="complete",
+        finished=time.time(),
+        hosts=host_count,
+        mode=summary.mode,
+        totals={"files": totals.files, "written": totals.written, "quarantined": totals.quarantined,
+                "input_bytes": totals.input_bytes, "output_bytes": totals.output_bytes},
+        host=socket.gethostname() if summary.mode == "in-process" else None,
+    )
+    audit.write_manifest(dst, manifest)
+    return summary
+
+
+def _chain(head: list[tuple[int, list[Entry]]], rest: Iterator[tuple[int, list[Entry]]]):
+    yield from head
+    yield from rest
+
+
+def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyped-def]
+    from veil import mapping
+
+    if service is None:
+        return None
+    return mapping.functions_from_worker_keys(service.worker_keys())
+
+
+def _host_count(mode: str) -> int:
+    if mode == "in-process":
+        return 1
+    import ray
+
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progress):  # type: ignore[no-untyped-def]
+    """Shards as Ray tasks, at most ``limit`` in flight; returns the key actor (or None without a key)."""
+    import ray
+
+    from veil import mapping
+
+    if not ray.is_initialized():
+        if options.address:
+            ray.init(address=options.address, log_to_driver=False, namespace="veil")
+        else:
+            ray.init(num_cpus=max(1, options.workers), include_dashboard=False, log_to_driver=False,
+                     namespace="veil")
+    summary.mode = "ray-cluster" if options.address else "ray-local"
+    actor = None
+    if key is not None:
+        actor = mapping.get_or_create_actor(
+            key.material, ctx.plan_recipe.pseudonym_pattern, ctx.plan_recipe.shift_range,
+            name=f"veil-keys-{ctx.run_id}",
+        )
+    ctx_ref = ray.put(ctx)
+    task = ray.remote(_ray_shard).options(max_retries=3, retry_exceptions=False)
+    in_flight: dict = {}
+    limit = options.max_in_flight or max(2, 2 * max(1, options.workers))
+
+    def collect(block: bool) -> None:
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None if block else 0)
+        for ref in ready:
+            in_flight.pop(ref)
+            try:
+                summary.add(ray.get(ref))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if hasattr(exc, "cause") else None
+                if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise cause from None
+                raise FatalRunError(f"a shard failed: {exc}") from None
+            if progress:
+                progress(summary, len(in_flight))
+
+    for number, entries in all_shards:
+        if number in done:
+            summary.shards_resumed += 1
+            continue
+        while len(in_flight) >= limit:
+            collect(True)
+        in_flight[task.remote(ctx_ref, number, entries, actor, audit_key)] = number
+    while in_flight:
+        collect(True)
+    return actor
+
+
+def _ray_shard(ctx: ShardContext, number: int, entries: list[Entry], actor, audit_key: bytes) -> ShardResult:  # type: ignore[no-untyped-def]
+    from veil import mapping
+
+    def functions() -> KeyedFunctions | None:
+        return mapping.worker_functions(actor) if actor is not None else None
+
+    def sink(pairs: list[tuple[str, bytes, bytes]]) -> object:
+        import ray
+
+        return ray.get(actor.record_reid.remote(pairs))  # recorded before the shard counts as done
+
+    return process_shard(ctx, number, entries, functions, audit_key, sink if actor is not None and ctx.reid else None)

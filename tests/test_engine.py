@@ -1,0 +1,234 @@
+"""`veil run`: listing, shards, audit, quarantine, resume after a kill, Ray and in-process alike, faults."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from veil import audit, engine
+from veil.cli import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
+from veil.keys import Key
+from veil.recipe import compile_recipe, load_recipe
+from veil.synth import write_archive
+
+KEY = Key(bytes(range(32)))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("archive") / "in"
+    write_archive(src, patients=3, studies_per_patient=1, series_per_study=2, instances_per_series=5, seed=5)
+    return src
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return compile_recipe(load_recipe("research"))
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every output file (the .veil folder excluded)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".veil" not in p.relative_to(root).parts
+    }
+
+
+def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:
+    options = engine.RunOptions(src=str(src), dst=str(dst), **kw)
+    return engine.run(options, compiled, KEY)
+
+
+def test_in_process_run_mirrors_the_tree_and_audits_every_file(archive, compiled, tmp_path) -> None:
+    summary = run(archive, tmp_path / "out", compiled, shard_files=7)
+    assert summary.mode == "in-process"
+    assert summary.files == summary.written == 30 and summary.quarantined == 0
+    outputs = tree(tmp_path / "out")
+    assert sorted(outputs) == sorted(str(p.relative_to(archive)) for p in archive.rglob("*.dcm"))
+    table = audit.read_audit(tmp_path / "out")
+    assert table.num_rows == 30 and len(audit.completed_shards(tmp_path / "out")) == 5
+    assert set(table.column("status").to_pylist()) == {"written"}
+    manifest = audit.read_manifest(tmp_path / "out")
+    assert manifest["status"] == "complete" and manifest["key_id"] == KEY.key_id
+    assert manifest["recipe"]["name"] == "research" and manifest["totals"]["written"] == 30
+
+
+def test_audit_holds_no_original_identifier(archive, compiled, tmp_path) -> None:
+    run(archive, tmp_path / "out", compiled)
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "out" / ".veil").rglob("*") if p.is_file())
+    for path in archive.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for value in (ds.PatientID, ds.SOPInstanceUID, ds.StudyInstanceUID, str(ds.PatientName).split("^")[0]):
+            assert value.encode() not in blob, value
+    assert str(archive).encode() not in blob  # the source path may name a patient
+
+
+def test_outputs_are_identical_on_ray_and_in_process(archive, compiled, tmp_path, monkeypatch) -> None:
+    ray = pytest.importorskip("ray")
+    run(archive, tmp_path / "local", compiled, shard_files=4)
+    monkeypatch.setattr(engine, "IN_PROCESS_FILES", 0)
+    try:
+        summary = run(archive, tmp_path / "ray", compiled, shard_files=4, workers=2)
+    finally:
+        ray.shutdown()
+    assert summary.mode == "ray-local" and summary.written == 30
+    assert tree(tmp_path / "ray") == tree(tmp_path / "local")
+    assert audit.read_audit(tmp_path / "ray").num_rows == 30
+
+
+def test_bad_files_are_quarantined_and_the_run_goes_on(archive, tmp_path, capsys) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, path in enumerate(sorted(archive.rglob("*.dcm"))[:4]):
+        (src / f"ok{i}.dcm").write_bytes(path.read_bytes())
+    (src / "truncated.dcm").write_bytes((src / "ok0.dcm").read_bytes()[:700])
+    (src / "notes.txt").write_text("not DICOM at all, a note left in the export\n" * 3)
+    (src / "outside").symlink_to("/etc/hostname")
+    key = tmp_path / "key"
+    assert main(["keygen", str(key)]) == EXIT_OK
+    code = main(["run", str(src), str(tmp_path / "out"), "--key", str(key), "--json"])
+    assert code == EXIT_QUARANTINED
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert result["all_runs"]["written"] == 4 and result["all_runs"]["quarantined"] == 3
+    assert not (tmp_path / "out" / "truncated.dcm").exists() and not (tmp_path / "out" / "notes.txt").exists()
+    quarantine = tmp_path / "out" / ".veil" / "quarantine"
+    reasons = [json.loads(p.read_text())["reason"] for p in quarantine.glob("*.json")]
+    assert len(list(quarantine.glob("*.dcm"))) == 2 and len(reasons) == 2
+    assert any("past the end" in r or "truncated" in r for r in reasons)
+    assert main(["audit", str(tmp_path / "out")]) == EXIT_OK
+    assert "symlink out of SRC" in capsys.readouterr().out
+
+
+def test_directory_loop_is_recorded_not_followed(tmp_path, archive) -> None:
+    src = tmp_path / "in"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "x.dcm").write_bytes(next(archive.rglob("*.dcm")).read_bytes())
+    (src / "a" / "loop").symlink_to(src)
+    entries = list(engine.list_inputs(str(src)))
+    assert [e.rel for e in entries if not e.error] == ["a/x.dcm"]
+    assert [e.error for e in entries if e.error] == ["directory loop"]
+
+
+def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path, monkeypatch) -> None:
+    run(archive, tmp_path / "whole", compiled, shard_files=3)
+    real = engine.process_shard
+    calls = {"n": 0}
+
+    def dies_on_the_fifth(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("driver killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "process_shard", dies_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        run(archive, tmp_path / "resumed", compiled, shard_files=3)
+    monkeypatch.setattr(engine, "process_shard", real)
+    assert len(audit.completed_shards(tmp_path / "resumed")) == 4
+    summary = run(archive, tmp_path / "resumed", compiled, resume=True)
+    assert summary.shards_resumed == 4 and summary.shards == 6
+    assert tree(tmp_path / "resumed") == tree(tmp_path / "whole")
+    table = audit.read_audit(tmp_path / "resumed")
+    assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
+
+
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path) -> None:
+    src = tmp_path / "in"
+    write_archive(src, patients=20, series_per_study=2, instances_per_series=10, seed=9)  # 400 files
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    base = [sys.executable, "-m", "veil.cli", "run", str(src)]
+    opts = ["--key", str(key), "--shard-files", "4", "--workers", "1"]
+    assert subprocess.run(base + [str(tmp_path / "whole")] + opts, capture_output=True).returncode == 0
+    proc = subprocess.Popen(base + [str(tmp_path / "killed")] + opts, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    parts = tmp_path / "killed" / ".veil" / "audit"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 10:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(audit.completed_shards(tmp_path / "killed"))
+    assert 10 <= finished < 100, "the kill must land mid-run"
+    resumed = subprocess.run(base + [str(tmp_path / "killed")] + opts + ["--resume"], capture_output=True)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+    assert tree(tmp_path / "killed") == tree(tmp_path / "whole")
+    assert not list((tmp_path / "killed").rglob("*.veil-tmp"))
+    table = audit.read_audit(tmp_path / "killed")
+    assert table.num_rows == 400 and len(set(table.column("input_digest").to_pylist())) == 400
+
+
+def test_study_layout_names_outputs_by_new_uids(archive, compiled, tmp_path) -> None:
+    run(archive, tmp_path / "out", compiled, layout="study")
+    outputs = sorted((tmp_path / "out").glob("*/*/*.dcm"))
+    assert len(outputs) == 30
+    for path in outputs[:5]:
+        ds = pydicom.dcmread(path)
+        assert path.parts[-3:] == (ds.StudyInstanceUID, ds.SeriesInstanceUID, f"{ds.SOPInstanceUID}.dcm")
+
+
+def test_files_from_listing(archive, compiled, tmp_path) -> None:
+    listing = tmp_path / "list.txt"
+    chosen = sorted(str(p.relative_to(archive)) for p in archive.rglob("*.dcm"))[:7]
+    listing.write_text("\n".join(chosen) + "\n")
+    summary = run(archive, tmp_path / "out", compiled, files_from=str(listing))
+    assert summary.written == 7 and sorted(tree(tmp_path / "out")) == chosen
+
+
+def test_reid_table_is_encrypted_apart_and_reads_back_with_the_key(archive, tmp_path, capsys) -> None:
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    assert main(["run", str(archive), str(out), "--key", str(key), "--reid-table", str(out / "reid.bin")]) \
+        == EXIT_FATAL  # never inside DST
+    capsys.readouterr()
+    table = tmp_path / "reid.bin"
+    assert main(["run", str(archive), str(out), "--key", str(key), "--reid-table", str(table)]) == EXIT_OK
+    original = pydicom.dcmread(next(archive.rglob("*.dcm")))
+    assert original.PatientID.encode() not in table.read_bytes()
+    capsys.readouterr()
+    assert main(["reidentify", str(table), "--key", str(key)]) == EXIT_OK
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert ["PatientID", "", original.PatientID] in [[k, "", o] for k, _, o in rows]
+
+
+def test_disk_full_stops_the_run_and_leaves_no_partial_output(archive, compiled, tmp_path, monkeypatch) -> None:
+    import veil.pipeline as pipeline
+
+    real = pipeline._write_all
+    written = {"n": 0}
+
+    def fills_up(fd, data):  # type: ignore[no-untyped-def]
+        written["n"] += 1
+        if written["n"] > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(pipeline, "_write_all", fills_up)
+    with pytest.raises(engine.FatalRunError, match="disk full"):
+        run(archive, tmp_path / "out", compiled)
+    leftovers = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".dcm", "") and
+                 ".veil" not in p.parts]
+    for path in leftovers:
+        pydicom.dcmread(path)  # every output present is whole
+    assert not list((tmp_path / "out").rglob("*.veil-tmp"))
+
+
+def test_unwritable_destination_is_fatal_before_any_work(archive, tmp_path, capsys) -> None:
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", str(archive), str(blocker / "out"), "--key", str(key)]) == EXIT_FATAL
+    assert "cannot write" in capsys.readouterr().err
