@@ -32,7 +32,8 @@ run: setup
 	rm -rf $(SAMPLE)/in $(SAMPLE)/out
 	$(BIN)/veil synth $(SAMPLE)/in --patients 3 --studies-per-patient 2 --series-per-study 2 --instances-per-series 5 --seed 1
 	test -f $(SAMPLE)/project.key || $(BIN)/veil keygen $(SAMPLE)/project.key
-	$(BIN)/veil deidentify $(SAMPLE)/in $(SAMPLE)/out --recipe research --key $(SAMPLE)/project.key
+	$(BIN)/veil run $(SAMPLE)/in $(SAMPLE)/out --recipe research --key $(SAMPLE)/project.key --workers 2 --ray --shard-files 10
+	$(BIN)/veil audit $(SAMPLE)/out
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only

@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quarantine", choices=("copy", "list"), default="copy",
                      help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
     run.add_argument("--shard-files", type=int, default=256)
+    run.add_argument("--ray", action="store_true", help="start Ray even for a job small enough for one process")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     au = sub.add_parser("audit", help="summary and quarantine list of a run's audit")
@@ -241,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         reid_table=str(args.reid_table) if args.reid_table else None,
         quarantine_copy=args.quarantine == "copy",
         shard_files=max(1, args.shard_files),
+        force_ray=args.ray,
     )
     progress = _RunProgress() if sys.stderr.isatty() and not args.json else None
     try:
@@ -325,9 +327,14 @@ class _RunProgress:
         self.last = now
         seconds = max(now - self.started, 1e-9)
         flight = f", {in_flight} shards in flight" if in_flight is not None else ""
+        rate = summary.files / seconds
+        if summary.listed is not None and rate:
+            eta = f", ETA {max(summary.listed - summary.files - summary.shards_resumed, 0) / rate:,.0f} s"
+        else:
+            eta = ", listing"
         sys.stderr.write(
-            f"\rrun: {summary.files:,} files, {summary.files / seconds:,.0f} files/s, "
-            f"{summary.input_bytes / 1e6 / seconds:,.1f} MB/s, {summary.quarantined} quarantined{flight}   "
+            f"\rrun: {summary.files:,} files, {rate:,.0f} files/s, "
+            f"{summary.input_bytes / 1e6 / seconds:,.1f} MB/s, {summary.quarantined} quarantined{flight}{eta}   "
         )
         sys.stderr.flush()
 

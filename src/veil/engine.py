@@ -67,6 +67,7 @@ class RunOptions:
     shard_files: int = 256
     shard_bytes: int = 256 << 20
     max_in_flight: int = 0  # 0: twice the workers
+    force_ray: bool = False  # start Ray even for a job small enough for this process
 
 
 @dataclass
@@ -85,6 +86,7 @@ class RunSummary:
     actions: Counter[str] = field(default_factory=Counter)
     mode: str = "in-process"
     audit_dir: str = ""
+    listed: int | None = None  # files in the whole job, once the listing has been read to its end
 
     def add(self, result: ShardResult) -> None:
         self.files += result.files
@@ -416,10 +418,10 @@ def run(
         if head_files > IN_PROCESS_FILES or head_bytes > IN_PROCESS_BYTES:
             break
     small = head_files <= IN_PROCESS_FILES and head_bytes <= IN_PROCESS_BYTES
-    all_shards = _chain(head, listing)
+    all_shards = _counted(_chain(head, listing), summary)
     actor = None
     try:
-        if options.address is None and (options.workers <= 1 or small):
+        if options.address is None and not options.force_ray and (options.workers <= 1 or small):
             summary.mode = "in-process"
             functions = _local_functions(service)
             for number, entries in all_shards:
@@ -459,6 +461,15 @@ def run(
     )
     audit.write_manifest(dst, manifest)
     return summary
+
+
+def _counted(items: Iterator[tuple[int, list[Entry]]], summary: RunSummary) -> Iterator[tuple[int, list[Entry]]]:
+    """Passes shards through; when the listing ends, the job's size is known (for the ETA)."""
+    seen = 0
+    for number, entries in items:
+        seen += len(entries)
+        yield number, entries
+    summary.listed = seen
 
 
 def _chain(head: list[tuple[int, list[Entry]]], rest: Iterator[tuple[int, list[Entry]]]):
