@@ -232,3 +232,14 @@ def test_unwritable_destination_is_fatal_before_any_work(archive, tmp_path, caps
     blocker.write_text("x")
     assert main(["run", str(archive), str(blocker / "out"), "--key", str(key)]) == EXIT_FATAL
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_dry_run_reports_rules_and_writes_nothing(archive, tmp_path, capsys) -> None:
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["run", str(archive), str(out), "--key", str(key), "--dry-run", "--sample", "3"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "dry run: 3 files" in text and "SOPInstanceUID" in text
+    assert not out.exists()

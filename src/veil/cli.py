@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from veil import __version__
+from veil.cli_proof import add_parsers as add_proof_parsers
 from veil.errors import KeyError_, RecipeError, VeilError
 
 EXIT_OK = 0
@@ -61,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
     run.add_argument("--shard-files", type=int, default=256)
     run.add_argument("--ray", action="store_true", help="start Ray even for a job small enough for one process")
+    run.add_argument("--dry-run", action="store_true",
+                     help="rewrite a sample in memory and report which rules fired; write nothing")
+    run.add_argument("--sample", type=int, default=100, help="files the dry run looks at (default 100)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     au = sub.add_parser("audit", help="summary and quarantine list of a run's audit")
@@ -84,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pk = sub.add_parser("peek", help="the identity and signature values of one file (JSON)")
     pk.add_argument("file", type=Path)
+    _COMMANDS.update(add_proof_parsers(sub))  # verify, inspect, profile
     return p
 
 
@@ -231,6 +236,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.reid_table and key is None:
         print("veil run: error: --reid-table needs a key", file=sys.stderr)
         return EXIT_FATAL
+    if args.dry_run:
+        from veil.inspect import dry_run
+        from veil.keys import KeyedFunctions
+
+        entries = (e.path for e in engine.list_inputs(str(args.src), str(args.files_from) if args.files_from
+                                                      else None) if not e.error)
+        functions = KeyedFunctions(key, **compiled.key_parameters) if key is not None else None
+        summary = dry_run(entries, compiled, sample=max(1, args.sample), functions=functions)
+        print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.format())
+        return EXIT_OK
     options = engine.RunOptions(
         src=str(args.src),
         dst=str(args.dst),

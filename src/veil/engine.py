@@ -255,7 +255,8 @@ def process_shard(
     written = quarantined = input_bytes = output_bytes = 0
     recipe = ctx.plan_recipe.recipe
     for entry in entries:
-        digest = blake3.blake3(entry.rel.encode("utf-8", "surrogateescape"), key=audit_key).hexdigest()[:32]
+        # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
+        digest = blake3.blake3(os.fsencode(entry.rel), key=audit_key).hexdigest()
         if entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
         else:

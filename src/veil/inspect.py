@@ -1,0 +1,623 @@
+"""The per-element preview: what a recipe does to every element of one file, and why (``veil inspect``).
+
+"Before" comes from walking the input with pydicom, "after" from the real rewriter (:class:`Deidentifier`)
+read back with pydicom, the action from the rewriter's own record (``RewriteResult.touched()``), and the rule
+that chose it from the Plan's lookup order (``plan.py``): exact tag, mask, VR default, default; private
+creators and private blocks by creator. The same walk gives :func:`dry_run`, the summary behind
+``veil run --dry-run``: which rules fired how often, and which tags and private creators no rule names.
+
+Values are shown as they are (the operator's own preview on their own machine), cut to 64 characters.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset
+
+from veil.errors import MalformedDicom, VeilError
+from veil.keys import KEY_SIZE, Key, KeyedFunctions
+from veil.plan import Action, Plan, Rule
+from veil.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
+
+__all__ = [
+    "DryRunSummary",
+    "ElementRow",
+    "Inspection",
+    "Node",
+    "RuleChoice",
+    "display_value",
+    "dry_run",
+    "explain_rule",
+    "inspect_bytes",
+    "inspect_file",
+    "plan_vr",
+    "walk_dataset",
+]
+
+DISPLAY_LIMIT = 64
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+
+
+# --- walking a pydicom data set the way the Plan sees it ------------------------------------------------
+
+
+class Node:
+    """One element of a data set at any depth, with what the Plan needs to choose its rule."""
+
+    __slots__ = ("path", "tag", "vr", "depth", "dataset", "item", "creator", "sequence", "parent")
+
+    def __init__(
+        self,
+        path: str,
+        tag: int,
+        vr: str,
+        depth: int,
+        dataset: Dataset,
+        item: RawDataElement | DataElement,
+        creator: str | None,
+        sequence: bool,
+        parent: str,
+    ) -> None:
+        self.path = path  # "(0008,1140)[0](0008,1155)", the format of RewriteResult.touched()
+        self.tag = tag
+        self.vr = vr  # the VR the Plan looks up (see plan_vr)
+        self.depth = depth
+        self.dataset = dataset  # the data set (top level or item) holding the element
+        self.item = item  # as pydicom holds it: raw until converted
+        self.creator = creator  # private data element: its block's creator; private creator: its own value
+        self.sequence = sequence
+        self.parent = parent  # path of the enclosing sequence, "" at the top level
+
+    def __repr__(self) -> str:
+        return f"Node({self.path} {self.vr})"
+
+    @property
+    def keyword(self) -> str:
+        return _keyword(self.tag)
+
+    def element(self) -> DataElement:
+        """The element converted by pydicom (values decoded)."""
+        return self.dataset[self.tag]
+
+    def value_bytes(self) -> bytes:
+        """The value as stored (raw bytes where pydicom has not converted it), for byte-level comparison."""
+        return _item_bytes(self.item)
+
+
+@lru_cache(maxsize=8192)
+def _keyword(tag: int) -> str:
+    if tag >> 16 & 1:
+        return ""
+    entry = dictionary_entry(tag)
+    return entry[1] if entry else ""
+
+
+def element_bytes(ds: Dataset, tag: int) -> bytes:
+    """The raw value bytes of an element; a value pydicom already converted is re-encoded as text."""
+    return _item_bytes(ds.get_item(tag))
+
+
+def _item_bytes(item: RawDataElement | DataElement | None) -> bytes:
+    if item is None:
+        return b""
+    value = item.value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if value is None:
+        return b""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+@lru_cache(maxsize=16384)
+def plan_vr(tag: int, written: str | None) -> str:
+    """The VR the Plan sees: the explicit VR; for implicit data and explicit ``UN`` the dictionary's VR
+    (first choice of an ambiguous one: ``US or SS`` -> US); private creators LO, private data UN."""
+    if written and written != "UN" and " or " not in written:
+        return written
+    group, element = tag >> 16, tag & 0xFFFF
+    if group & 1:
+        if 0x0010 <= element <= 0x00FF:
+            return "LO"
+        return "UN"
+    if element == 0:
+        return "UL"
+    entry = dictionary_entry(tag)
+    if entry is None:
+        return written if written and " or " not in written else "UN"
+    return entry[0].split(" or ")[0].strip()
+
+
+def walk_dataset(ds: Dataset, prefix: str = "", depth: int = 0, parent: str = "") -> Iterator[Node]:
+    """Every element of ``ds`` in tag order, each sequence followed by its items' elements (depth first)."""
+    items = sorted(ds.items(), key=lambda kv: int(kv[0]))
+    creators: dict[tuple[int, int], str] = {}
+    for tag, item in items:
+        group, element = tag >> 16, tag & 0xFFFF
+        if group & 1 and 0x0010 <= element <= 0x00FF:
+            creators[(group, element)] = _item_bytes(item).rstrip(b" \x00").decode("latin-1")
+    for tag, item in items:
+        tag = int(tag)
+        group, element = tag >> 16, tag & 0xFFFF
+        written = item.VR
+        vr = plan_vr(tag, written)
+        creator: str | None = None
+        if group & 1:
+            if 0x0010 <= element <= 0x00FF:
+                creator = creators.get((group, element))
+            elif element >> 8 >= 0x10:
+                creator = creators.get((group, element >> 8))
+        sequence = False
+        if isinstance(item, DataElement):
+            sequence = item.VR == "SQ"
+        elif item.VR == "SQ" or (vr == "SQ" and item.VR in (None, "UN")) or item.length == _UNDEFINED_LENGTH:
+            try:
+                item = ds[tag]
+                sequence = item.VR == "SQ"
+            except Exception:  # a value pydicom cannot convert stays a leaf
+                sequence = False
+        if sequence:
+            vr = "SQ"
+        path = f"{prefix}({group:04X},{element:04X})"
+        yield Node(path, tag, vr, depth, ds, item, creator, sequence, parent)
+        if sequence:
+            for index, child in enumerate(item.value):
+                yield from walk_dataset(child, f"{path}[{index}]", depth + 1, path)
+
+
+# --- which rule chose the action -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """The Plan's rule for one element and where it came from."""
+
+    rule: Rule
+    kind: str  # "tag" | "mask" | "vr" | "default" | "private" | "private creator" | "group length"
+    label: str  # e.g. "tag (0010,0010) PatientName", "mask (60xx,3000)", "VR default PN", "default public"
+
+
+def _mask_text(mask: int, value: int) -> str:
+    digits = []
+    for shift in range(28, -1, -4):
+        digits.append(f"{(value >> shift) & 0xF:X}" if (mask >> shift) & 0xF == 0xF else "x")
+    text = "".join(digits)
+    return f"({text[:4]},{text[4:]})"
+
+
+def explain_rule(plan: Plan, tag: int, vr: str, creator: str | None = None) -> RuleChoice:
+    """The rule the Plan applies to an element (``plan.py`` lookup order) and its source.
+
+    ``creator`` is the block's creator for a private data element, the element's own value for a private
+    creator, None otherwise.
+    """
+    group, element = tag >> 16, tag & 0xFFFF
+    if element == 0:
+        return RuleChoice(Rule(Action.REMOVE), "group length", "group length (always dropped, PS3.5 7.2)")
+    if group & 1:
+        if 0x0010 <= element <= 0x00FF:
+            if creator is not None and plan.keeps_creator(group, creator):
+                return RuleChoice(
+                    Rule(Action.KEEP), "private creator", f'private creator ({group:04X},"{creator}")'
+                )
+            return RuleChoice(Rule(plan.default_private), "default", "default private")
+        if element >> 8 >= 0x10 and creator is not None:
+            rule = plan.private.get((group, creator, element & 0xFF))
+            if rule is not None:
+                return RuleChoice(rule, "private", f'private ({group:04X},"{creator}",{element & 0xFF:02X})')
+        return RuleChoice(Rule(plan.default_private), "default", "default private")
+    rule = plan.tags.get(tag)
+    if rule is not None:
+        entry = dictionary_entry(tag)
+        keyword = f" {entry[1]}" if entry and entry[1] else ""
+        return RuleChoice(rule, "tag", f"tag ({group:04X},{element:04X}){keyword}")
+    for mask, value, masked_rule in plan.masks:
+        if tag & mask == value:
+            return RuleChoice(masked_rule, "mask", f"mask {_mask_text(mask, value)}")
+    action = plan.vr_defaults.get(vr)
+    if action is not None:
+        return RuleChoice(Rule(action), "vr", f"VR default {vr}")
+    return RuleChoice(Rule(plan.default_public), "default", "default public")
+
+
+# --- showing values ---------------------------------------------------------------------------------------
+
+
+def _cut(text: str, limit: int = DISPLAY_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def display_value(ds: Dataset, tag: int, limit: int = DISPLAY_LIMIT) -> str:
+    """A short readable value: text as text, sequences as an item count, binary as a size and hex prefix."""
+    try:
+        element = ds[tag]
+    except Exception:
+        raw = element_bytes(ds, tag)
+        return _cut(f"<{len(raw)} bytes, unreadable>", limit)
+    if element.VR == "SQ":
+        return f"<{len(element.value)} item{'s' if len(element.value) != 1 else ''}>"
+    if tag in _PIXEL_TAGS:
+        size = len(element.value) if element.value is not None else 0
+        return f"<{size} bytes>"
+    value = element.value
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+        stripped = data.rstrip(b"\x00 ")
+        if stripped and all(32 <= b < 127 for b in stripped):
+            return _cut(stripped.decode("ascii"), limit)
+        return _cut(f"<{len(data)} bytes> {data[:24].hex(' ')}", limit)
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return _cut("\\".join(str(v) for v in value), limit)
+    return _cut(str(value), limit)
+
+
+# --- one file ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElementRow:
+    """One element of the preview (``after`` is "" for an element the output does not have)."""
+
+    path: str
+    tag: str
+    keyword: str
+    vr: str
+    before: str
+    after: str
+    action: str
+    rule: str
+    present_after: bool
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Every element of one file before and after a recipe, with the action and the rule that chose it."""
+
+    file: str
+    recipe: str
+    key_id: str | None
+    throwaway_key: bool
+    transfer_syntax: str
+    rows: tuple[ElementRow, ...]
+    counts: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "recipe": self.recipe,
+            "key_id": self.key_id,
+            "throwaway_key": self.throwaway_key,
+            "transfer_syntax": self.transfer_syntax,
+            "counts": self.counts,
+            "elements": [
+                {
+                    "path": r.path,
+                    "tag": r.tag,
+                    "keyword": r.keyword,
+                    "vr": r.vr,
+                    "before": r.before,
+                    "after": r.after,
+                    "action": r.action,
+                    "rule": r.rule,
+                    "present_after": r.present_after,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def throwaway_functions(compiled: CompiledRecipe) -> KeyedFunctions:
+    """Keyed functions under a random key made for this preview only (keyed values differ from a real run)."""
+    return KeyedFunctions(Key(os.urandom(KEY_SIZE)), **compiled.key_parameters)
+
+
+def _compiled(recipe: CompiledRecipe | Recipe | str | os.PathLike[str]) -> CompiledRecipe:
+    return recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
+
+
+def _read(data: bytes, path: str) -> Dataset:
+    try:
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:
+        raise MalformedDicom(path, 0, f"pydicom cannot read it: {type(exc).__name__}: {exc}") from None
+
+
+def _nodes_by_path(ds: Dataset) -> dict[str, Node]:
+    return {node.path: node for node in walk_dataset(ds)}
+
+
+def inspect_bytes(
+    data: bytes,
+    recipe: CompiledRecipe | Recipe | str | os.PathLike[str],
+    functions: KeyedFunctions | None = None,
+    *,
+    path: str = "",
+    limit: int = DISPLAY_LIMIT,
+) -> Inspection:
+    """The preview of one file's bytes under ``recipe``; ``functions`` None means a throwaway key when the
+    recipe needs one (the actions are the same, the keyed values are not those of a real run)."""
+    from veil.pipeline import Deidentifier
+
+    compiled = _compiled(recipe)
+    throwaway = False
+    if functions is None and compiled.recipe.requires_key:
+        functions = throwaway_functions(compiled)
+        throwaway = True
+    result = Deidentifier(compiled.plan, functions).rewrite(data, path)
+    touched = dict(result.touched())
+    before = _read(data, path)
+    after = _read(result.tobytes(), path)
+    after_nodes = _nodes_by_path(after)
+    rows, counts = _rows(before, after, after_nodes, touched, compiled.plan, limit)
+    return Inspection(
+        file=path,
+        recipe=compiled.plan.name,
+        key_id=None if functions is None or throwaway else functions.key_id,
+        throwaway_key=throwaway,
+        transfer_syntax=result.transfer_syntax,
+        rows=tuple(rows),
+        counts=counts,
+    )
+
+
+def inspect_file(
+    path: str | os.PathLike[str],
+    recipe: CompiledRecipe | Recipe | str | os.PathLike[str],
+    functions: KeyedFunctions | None = None,
+    *,
+    limit: int = DISPLAY_LIMIT,
+) -> Inspection:
+    """The preview of one file (see :func:`inspect_bytes`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise MalformedDicom(os.fspath(path), 0, f"cannot read: {exc.strerror}") from None
+    return inspect_bytes(data, recipe, functions, path=os.fspath(path), limit=limit)
+
+
+def _effective(
+    node: Node, plan: Plan, touched: dict[str, str], inherited: dict[str, tuple[str, str]]
+) -> tuple[str, str, RuleChoice, bool]:
+    """(action, rule label, choice, own) of one element: the rewriter's record where it walked the element
+    (``own``), else the enclosing sequence's fate (an element inside a removed, emptied or kept-whole sequence).
+
+    Records the fate of a sequence the rewriter did not walk in ``inherited`` for its items' elements.
+    """
+    choice = explain_rule(plan, node.tag, node.vr, node.creator)
+    if node.parent in inherited:
+        action, label = inherited[node.parent]
+        if node.sequence:
+            inherited[node.path] = (action, label)
+        return action, label, choice, False
+    action = touched.get(node.path)
+    if action is None:
+        action = "RECURSE" if node.sequence and choice.rule.action == Action.RECURSE else "KEEP"
+    if node.sequence and action != "RECURSE":
+        how = "copied whole" if action == "KEEP" else "removed"
+        inherited[node.path] = (
+            "KEEP" if action == "KEEP" else "REMOVE",
+            f"{how} with its sequence {node.path}",
+        )
+    return action, choice.label, choice, True
+
+
+def _rows(
+    before: Dataset,
+    after: Dataset,
+    after_nodes: dict[str, Node],
+    touched: dict[str, str],
+    plan: Plan,
+    limit: int,
+) -> tuple[list[ElementRow], dict[str, int]]:
+    inserted = {tag for tag, _, _ in plan.insert}
+    inherited: dict[str, tuple[str, str]] = {}
+    rows: list[ElementRow] = []
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    for node in walk_dataset(before):
+        action, label, _, _ = _effective(node, plan, touched, inherited)
+        if node.depth == 0 and node.tag in inserted:
+            label = "inserted (de-identification marking, PS3.15 E.1.1)"
+        counts[action] += 1
+        seen.add(node.path)
+        out = after_nodes.get(node.path)
+        rows.append(
+            ElementRow(
+                path=node.path,
+                tag=node.path[-11:],
+                keyword=node.keyword,
+                vr=node.vr,
+                before=display_value(node.dataset, node.tag, limit),
+                after=display_value(out.dataset, out.tag, limit) if out is not None else "",
+                action=action,
+                rule=label,
+                present_after=out is not None,
+            )
+        )
+    for tag, vr, _ in plan.insert:
+        path = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if path in seen:
+            continue
+        out = after_nodes.get(path)
+        counts["REPLACE"] += 1
+        entry = dictionary_entry(tag)
+        rows.append(
+            ElementRow(
+                path=path,
+                tag=path,
+                keyword=entry[1] if entry else "",
+                vr=vr,
+                before="",
+                after=display_value(out.dataset, out.tag, limit) if out is not None else "",
+                action="REPLACE",
+                rule="inserted (de-identification marking, PS3.15 E.1.1)",
+                present_after=out is not None,
+            )
+        )
+    rows.sort(key=lambda r: _path_key(r.path))
+    return rows, dict(sorted(counts.items()))
+
+
+def _path_key(path: str) -> tuple[Any, ...]:
+    """Document order of paths: tags compared as numbers, item indices as numbers."""
+    parts: list[Any] = []
+    for piece in path.replace("]", "").split("("):
+        if not piece:
+            continue
+        tag_text, _, index = piece.partition(")")
+        group, element = tag_text.split(",")
+        parts.append((int(group, 16), int(element, 16), int(index[1:]) if index.startswith("[") else -1))
+    return tuple(parts)
+
+
+# --- dry run ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DryRunSummary:
+    """What a recipe would do to a sample of files, without writing anything."""
+
+    recipe: str
+    files: int
+    quarantined: dict[str, int]  # reason -> files
+    actions: dict[str, int]  # elements per action (the rewriter's counts)
+    rules: tuple[tuple[str, str, int], ...]  # (rule label, action, elements it decided), most fired first
+    unnamed_tags: tuple[tuple[str, str, str, str, int], ...]  # (tag, keyword, VR, action, elements)
+    unnamed_private_creators: tuple[tuple[str, str, str, int], ...]  # (group, creator, action, elements)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "files": self.files,
+            "quarantined": self.quarantined,
+            "actions": self.actions,
+            "rules": [{"rule": r, "action": a, "elements": n} for r, a, n in self.rules],
+            "unnamed_tags": [
+                {"tag": t, "keyword": k, "vr": v, "action": a, "elements": n}
+                for t, k, v, a, n in self.unnamed_tags
+            ],
+            "unnamed_private_creators": [
+                {"group": g, "creator": c, "action": a, "elements": n}
+                for g, c, a, n in self.unnamed_private_creators
+            ],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def format(self) -> str:
+        """A plain-text summary for a terminal."""
+        lines = [
+            f"dry run: {self.files} files with recipe {self.recipe}"
+            + (f", {sum(self.quarantined.values())} would be quarantined" if self.quarantined else ""),
+            "  elements by action: " + ", ".join(f"{k.lower()} {v}" for k, v in self.actions.items() if v),
+            "  rules fired (elements):",
+        ]
+        lines += [f"    {n:8d}  {a.lower():8s} {r}" for r, a, n in self.rules]
+        if self.unnamed_tags:
+            lines.append("  tags no rule names (decided by a VR default or the default):")
+            lines += [
+                f"    {n:8d}  {a.lower():8s} {t} {k} {v}".rstrip() for t, k, v, a, n in self.unnamed_tags
+            ]
+        if self.unnamed_private_creators:
+            lines.append("  private creators no rule names:")
+            lines += [
+                f'    {n:8d}  {a.lower():8s} ({g},"{c}")' for g, c, a, n in self.unnamed_private_creators
+            ]
+        for reason, count in self.quarantined.items():
+            lines.append(f"  would quarantine {count}: {reason}")
+        return "\n".join(lines)
+
+
+def dry_run(
+    paths: Iterable[Any],
+    recipe: CompiledRecipe | Recipe | str | os.PathLike[str],
+    sample: int = 100,
+    functions: KeyedFunctions | None = None,
+) -> DryRunSummary:
+    """Runs the rewriter on the first ``sample`` files of ``paths`` (paths, or tuples whose first item is a
+    path, as ``veil``'s lazy listing yields) and counts the rules that fired and what no rule names.
+
+    Nothing is written; keyed values are made under a throwaway key unless ``functions`` is given.
+    """
+    import time
+
+    from veil.pipeline import Deidentifier
+
+    compiled = _compiled(recipe)
+    plan = compiled.plan
+    if functions is None and compiled.recipe.requires_key:
+        functions = throwaway_functions(compiled)
+    worker = Deidentifier(plan, functions)
+    started = time.perf_counter()
+    files = 0
+    quarantined: Counter[str] = Counter()
+    actions: Counter[str] = Counter()
+    rules: Counter[tuple[str, str]] = Counter()
+    unnamed_tags: Counter[tuple[int, str, str]] = Counter()
+    unnamed_creators: Counter[tuple[int, str, str]] = Counter()
+    for item in paths:
+        if files >= sample:
+            break
+        path = item[0] if isinstance(item, tuple) else item
+        files += 1
+        try:
+            data = Path(path).read_bytes()
+            result = worker.rewrite(data, os.fspath(path))
+            touched = dict(result.touched())
+            actions.update({k: v for k, v in result.counts.items() if v})
+            before = _read(data, os.fspath(path))
+        except VeilError as exc:
+            quarantined[exc.reason if isinstance(exc, MalformedDicom) else str(exc)] += 1
+            continue
+        except OSError as exc:
+            quarantined[f"{type(exc).__name__}: {exc.strerror}"] += 1
+            continue
+        inherited: dict[str, tuple[str, str]] = {}
+        for node in walk_dataset(before):
+            action, label, choice, own = _effective(node, plan, touched, inherited)
+            if not own:
+                continue  # decided by its sequence, not by a rule of its own
+            rules[(label, action)] += 1
+            group, element = node.tag >> 16, node.tag & 0xFFFF
+            if group & 1:
+                if 0x0010 <= element <= 0x00FF and node.creator is not None:
+                    named = any(g == group and c == node.creator for g, c, _ in plan.private)
+                    if not named:
+                        unnamed_creators[(group, node.creator, action)] += 1
+            elif choice.kind in ("vr", "default") and element != 0:
+                unnamed_tags[(node.tag, node.vr, action)] += 1
+    return DryRunSummary(
+        recipe=plan.name,
+        files=files,
+        quarantined=dict(quarantined.most_common()),
+        actions=dict(sorted(actions.items())),
+        rules=tuple((label, action, n) for (label, action), n in rules.most_common()),
+        unnamed_tags=tuple(
+            (f"({t >> 16:04X},{t & 0xFFFF:04X})", (dictionary_entry(t) or ("", ""))[1], vr, a, n)
+            for (t, vr, a), n in sorted(unnamed_tags.items(), key=lambda kv: (-kv[1], kv[0]))
+        ),
+        unnamed_private_creators=tuple(
+            (f"{g:04X}", c, a, n)
+            for (g, c, a), n in sorted(unnamed_creators.items(), key=lambda kv: (-kv[1], kv[0]))
+        ),
+        seconds=time.perf_counter() - started,
+    )

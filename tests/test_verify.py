@@ -1,0 +1,405 @@
+"""`veil verify`: the leak scan finds planted identifiers and names their element paths, passes veil's own
+output, checks references, kept attributes and accounting, and writes a report that never shows a value."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from veil.cli import main
+from veil.cli_proof import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers
+from veil.keys import KeyedFunctions, load_key
+from veil.recipe import compile_recipe
+from veil.synth import instance_bytes, write_archive
+from veil.verify import (
+    HIPAA_IDENTIFIERS,
+    IdentifierSet,
+    LeakScanner,
+    mask_value,
+    read_part10,
+    scan_regions,
+    verify,
+    walk_elements,
+    write_report,
+)
+
+RESEARCH = compile_recipe("research")
+
+
+def run_proof(*argv: str) -> int:
+    """Runs one of the cli_proof commands as `veil` will once cli.py wires them in."""
+    parser = argparse.ArgumentParser(prog="veil")
+    sub = parser.add_subparsers(dest="command", required=True)
+    handlers = add_parsers(sub)
+    args = parser.parse_args(list(argv))
+    return handlers[args.command](args)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> dict[str, Path]:
+    """A small archive (explicit VR LE, plus one implicit VR, one big endian and one deflated series) and
+    veil's research output of it, made once for the module."""
+    root = tmp_path_factory.mktemp("verify")
+    src, dst, key = root / "in", root / "out", root / "key"
+    write_archive(src, patients=2, series_per_study=2, instances_per_series=3)
+    extra = src / "extra"
+    extra.mkdir()
+    # n = patient + study + series: 3 -> implicit VR LE, 15 -> explicit VR BE, 31 -> deflated (synth docs).
+    for patient in (3, 15, 31):
+        for instance in range(2):
+            data = instance_bytes(patient=patient, instance=instance, instances_per_series=2)
+            (extra / f"p{patient}_{instance}.dcm").write_bytes(data)
+    assert main(["keygen", str(key)]) == 0
+    assert main(["deidentify", str(src), str(dst), "--recipe", "research", "--key", str(key)]) == 0
+    return {"root": root, "src": src, "dst": dst, "key": key}
+
+
+def copy_outputs(archive: dict[str, Path], name: str) -> Path:
+    target = archive["root"] / name
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(archive["dst"], target)
+    return target
+
+
+def original(archive: dict[str, Path], rel: str) -> pydicom.Dataset:
+    return pydicom.dcmread(archive["src"] / rel)
+
+
+def test_verify_passes_on_veils_own_output_and_writes_both_reports(archive, tmp_path, capsys) -> None:
+    report_path = tmp_path / "report.md"
+    rc = run_proof(
+        "verify",
+        str(archive["src"]),
+        str(archive["dst"]),
+        "--key",
+        str(archive["key"]),
+        "--report",
+        str(report_path),
+    )
+    out = capsys.readouterr().out
+    assert rc == EXIT_OK, out
+    assert "verify: PASS" in out and "files/s" in out
+    data = json.loads(report_path.with_suffix(".json").read_text())
+    assert data["verdict"] == "pass" and data["findings"] == []
+    assert data["counts"]["inputs"] == data["counts"]["outputs"] == 18
+    assert data["counts"]["patients"] == 5 and data["counts"]["patterns"] > 100
+    assert data["counts"]["references_checked"] > 0 and data["counts"]["kept_compared"] > 0
+    assert data["files_per_second"] > 0
+    assert data["key_id"] == load_key(archive["key"]).key_id and data["recipe"] == "research 1.0"
+    assert len(data["hipaa_safe_harbor"]) == 18 == len(HIPAA_IDENTIFIERS)
+    markdown = report_path.read_text()
+    assert "**Verdict: PASS**" in markdown and "HIPAA Safe Harbor checklist" in markdown
+    # Coincidences are listed as notes, never as failures (a family name that is also an Ethnic Group).
+    assert all(n["severity"] == "note" for n in data["notes_findings"])
+
+
+def test_verify_of_an_undeidentified_copy_finds_identifiers_and_exits_4(archive, capsys) -> None:
+    copy = archive["root"] / "copy-of-inputs"
+    if not copy.exists():
+        shutil.copytree(archive["src"], copy)
+    report = verify(archive["src"], copy, recipe=RESEARCH, key=load_key(archive["key"]))
+    assert report.exit_code == EXIT_FINDINGS
+    rel = "p0001/s01/se01/i0001.dcm"
+    leaks = {(f.path, f.kind) for f in report.errors if f.category == "leak" and f.file == rel}
+    for expected in [
+        ("(0010,0010)", "name"),
+        ("(0010,0020)", "patient ID"),
+        ("(0010,0030)", "birth date"),
+        ("(0008,0050)", "accession number"),
+        ("(0010,2154)", "telephone number"),
+        ("(0008,1010)", "station name"),
+        ("(0008,0018)", "UID"),
+        ("(0009,1001)", "name"),  # private
+        ("(0040,0275)[0](0008,0050)", "accession number"),  # nested
+        ("(0029,1020)", "name"),  # private OB blob (a CSA-like header)
+    ]:
+        assert expected in leaks, expected
+    integrity = {f.detail for f in report.errors if f.category == "integrity"}
+    assert "original instance UID survives though the recipe remaps UIDs" in integrity
+    assert run_proof("verify", str(archive["src"]), str(copy), "--key", str(archive["key"])) == EXIT_FINDINGS
+    assert "verify: FAIL" in capsys.readouterr().out
+
+
+def test_planted_single_leaks_are_each_named_with_their_element_path(archive) -> None:
+    """A private element, a nested item, a free-text echo and a deflated file, one leak each."""
+    planted = copy_outputs(archive, "planted")
+    first = original(archive, "p0001/s01/se01/i0001.dcm")
+    second = original(archive, "p0002/s01/se01/i0001.dcm")
+    family = str(first.PatientName).split("^")[0]
+
+    ds = pydicom.dcmread(planted / "p0001/s01/se01/i0002.dcm")
+    ds.private_block(0x0011, "LEAKTEST", create=True).add_new(0x01, "LO", f"{family}^X")
+    ds.save_as(planted / "p0001/s01/se01/i0002.dcm")
+
+    ds = pydicom.dcmread(planted / "p0001/s01/se02/i0003.dcm")
+    ds.ReferencedImageSequence[0].AccessionNumber = first.AccessionNumber
+    ds.save_as(planted / "p0001/s01/se02/i0003.dcm")
+
+    ds = pydicom.dcmread(planted / "p0002/s01/se01/i0003.dcm")
+    ds.ImageComments = f"seen today, mrn {second.PatientID.lower()}; ok"
+    ds.save_as(planted / "p0002/s01/se01/i0003.dcm")
+
+    deflated = planted / "p0002/s01/se02/i0001.dcm"
+    ds = pydicom.dcmread(deflated)
+    ds.PatientComments = (
+        f"DOB {second.PatientBirthDate[6:]}.{second.PatientBirthDate[4:6]}.{second.PatientBirthDate[:4]}"
+    )
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(deflated, enforce_file_format=True)
+    assert second.PatientBirthDate[:4].encode() not in deflated.read_bytes()[400:]  # compressed on disk
+    assert read_part10(deflated.read_bytes()).deflated
+
+    report = verify(archive["src"], planted, recipe=RESEARCH, key=load_key(archive["key"]))
+    found = {(f.file, f.path, f.kind) for f in report.errors}
+    assert found == {
+        ("p0001/s01/se01/i0002.dcm", "(0011,1001)", "name"),
+        ("p0001/s01/se02/i0003.dcm", "(0008,1140)[0](0008,0050)", "accession number"),
+        ("p0002/s01/se01/i0003.dcm", "(0020,4000)", "patient ID"),
+        ("p0002/s01/se02/i0001.dcm", "(0010,4000)", "birth date"),
+    }, found
+    assert all(f.category == "leak" for f in report.errors)
+    assert report.exit_code == EXIT_FINDINGS
+
+
+def test_report_shows_values_masked_only(archive, tmp_path) -> None:
+    copy = copy_outputs(archive, "masked")
+    first = original(archive, "p0001/s01/se01/i0001.dcm")
+    name = str(first.PatientName)
+    ds = pydicom.dcmread(copy / "p0001/s01/se01/i0001.dcm")
+    ds.StudyComments = f"{name} {first.PatientID}"
+    ds.save_as(copy / "p0001/s01/se01/i0001.dcm")
+    report = verify(archive["src"], copy, recipe=RESEARCH, key=load_key(archive["key"]))
+    for suffix in (".md", ".html"):
+        for path in write_report(report, tmp_path / f"r{suffix}"):
+            text = path.read_text()
+            assert first.PatientID not in text and name.split("^")[0] not in text
+            assert mask_value(first.PatientID) in text
+    assert "<table>" in (tmp_path / "r.html").read_text()
+
+
+def test_references_accounting_and_keys_are_checked(archive) -> None:
+    broken = copy_outputs(archive, "broken")
+    key = load_key(archive["key"])
+    # A dangling reference.
+    ds = pydicom.dcmread(broken / "p0001/s01/se01/i0002.dcm")
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "2.25.1"
+    ds.save_as(broken / "p0001/s01/se01/i0002.dcm")
+    # MediaStorageSOPInstanceUID differing from SOPInstanceUID.
+    ds = pydicom.dcmread(broken / "p0001/s01/se02/i0001.dcm")
+    ds.file_meta.MediaStorageSOPInstanceUID = "2.25.2"
+    ds.save_as(broken / "p0001/s01/se02/i0001.dcm")
+    # A kept attribute changed.
+    ds = pydicom.dcmread(broken / "p0002/s01/se01/i0002.dcm")
+    ds.Manufacturer = "SOMEONE ELSE"
+    ds.save_as(broken / "p0002/s01/se01/i0002.dcm")
+    # An output that is missing, and one that is missing but accounted for by an audit record.
+    (broken / "p0002/s01/se02/i0003.dcm").unlink()
+    (broken / "p0002/s01/se02/i0002.dcm").unlink()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from veil.audit import input_digest
+
+    # veil run names an input by the keyed digest of its relative path (32 hex digits of it).
+    digest = input_digest(key, "p0002/s01/se02/i0002.dcm")[:32]
+    (broken / ".veil" / "audit").mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"status": ["quarantined"], "reason": ["test"], "input_digest": [digest], "output_path": [""]}
+        ),
+        broken / ".veil" / "audit" / "part-00000000.parquet",
+    )
+
+    report = verify(archive["src"], broken, recipe=RESEARCH, key=key)
+    found = {(f.category, f.file, f.path, f.detail) for f in report.errors}
+    assert (
+        "integrity",
+        "p0001/s01/se01/i0002.dcm",
+        "(0008,1140)[0](0008,1155)",
+        "dangling reference: resolves to no output instance",
+    ) in found
+    assert (
+        "integrity",
+        "p0001/s01/se02/i0001.dcm",
+        "(0002,0003)",
+        "MediaStorageSOPInstanceUID differs from SOPInstanceUID",
+    ) in found
+    assert ("kept attribute", "p0002/s01/se01/i0002.dcm", "(0008,0070)", "value changed") in found
+    assert ("integrity", "p0002/s01/se02/i0003.dcm", "", "input has no output and no audit record") in found
+    assert not any(f.file == "p0002/s01/se02/i0002.dcm" for f in report.errors)
+    assert report.counts["inputs_without_output_accounted_by_audit"] == 1
+    assert report.counts["inputs_without_output_unaccounted"] == 1
+    assert len(report.errors) == 4, report.errors
+
+    # Under another key no UID is the keyed UID of its original.
+    other = archive["root"] / "other-key"
+    if not other.exists():
+        assert main(["keygen", str(other)]) == 0
+    wrong = verify(archive["src"], archive["dst"], recipe=RESEARCH, key=load_key(other))
+    assert any("not the keyed UIDs" in f.detail for f in wrong.errors)
+
+
+def test_dciodvfy_is_optional_and_new_errors_are_findings(archive, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    report = verify(archive["src"], archive["dst"], recipe=RESEARCH, key=load_key(archive["key"]))
+    assert report.dciodvfy.startswith("dciodvfy not available") and report.passed
+    # A stand-in dciodvfy: an error only for files under the output directory, with a value in it.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "dciodvfy"
+    fake.write_text(
+        '#!/bin/sh\ncase "$1" in\n  *"/out/"*) echo \'Error - Missing attribute Type 1 <Doe^John> = JOHN\' >&2;;\n'
+        "  *) echo 'Warning - something' >&2;;\nesac\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
+    report = verify(
+        archive["src"], archive["dst"], recipe=RESEARCH, key=load_key(archive["key"]), dciodvfy_sample=3
+    )
+    conformance = [f for f in report.errors if f.category == "conformance"]
+    assert len(conformance) == 3 and report.dciodvfy.startswith("checked 3 of 18 pairs")
+    assert all("John" not in f.detail and "JOHN" not in f.detail for f in conformance)
+
+
+def test_missing_key_is_fatal(archive, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("VEIL_KEY", raising=False)
+    assert run_proof("verify", str(archive["src"]), str(archive["dst"])) == EXIT_FATAL
+    assert "no key" in capsys.readouterr().err
+
+
+# --- the scan itself ---------------------------------------------------------------------------------------
+
+
+def scanner_for(*values: tuple[str, str]) -> LeakScanner:
+    identifiers = IdentifierSet()
+    for value, kind in values:
+        identifiers.add(value, kind, 1)
+    return LeakScanner(identifiers)
+
+
+def test_boundary_rules_keep_numbers_and_short_names_whole() -> None:
+    scan = scanner_for(("LEE", "name"), ("1234", "study ID"), ("17593133", "patient ID"), ("JOHNSON", "name"))
+
+    def hits(text: str) -> set[str]:
+        return {key for key, _ in scan.search_text(text.lower())}
+
+    assert hits("sleep lee^john") == {"lee"}
+    assert hits("uid 2.25.1234 and 91234 and 1234.5") == set()
+    assert hits("MRN17593133. and (1234)") == {"17593133", "1234"}
+    assert hits("JOHNSONVILLE") == {"johnson"}  # long values match anywhere
+
+
+def test_values_next_to_tag_bytes_are_found_in_a_stream() -> None:
+    """The byte after a value may be the next tag's group (0x0038 is '8'): not a digit of the value."""
+    scan = scanner_for(("ADM8421036", "admission ID"))
+    stream = "\x08\x00adm8421036" + "8\x00\x00\x03lo"
+    assert [k for k, _ in scan.search_text(stream, stream=True)] == ["adm8421036"]
+    assert [k for k, _ in scan.search_text("adm84210368")] == []
+
+
+def test_placeholders_and_short_values_are_not_searched() -> None:
+    identifiers = IdentifierSet()
+    for value in ("ANONYMOUS", "UNKNOWN", "ABC", "0000", "XXXXXX"):
+        identifiers.add(value, "patient ID", 1)
+    identifiers.add("LEE", "name", 1)
+    assert set(identifiers.patterns) == {"lee"}
+
+
+def test_the_scan_skips_only_the_top_level_pixel_data() -> None:
+    data = bytearray(instance_bytes(patient=0, instances_per_series=1, rows=16, cols=16))
+    part = read_part10(bytes(data))
+    pixel = next(e for e in walk_elements(part, nested=False) if e.tag == 0x7FE00010)
+    data[pixel.value : pixel.value + 8] = b"ZQXWVUTS"
+    scan = scanner_for(("ZQXWVUTS", "name"))
+    matches, problem = scan.scan(bytes(data))
+    assert matches == [] and problem is None
+    regions, _ = scan_regions(bytes(data))
+    assert sum(r.stop - r.start for r in regions) == len(data) - (pixel.end - pixel.value)
+
+
+def test_a_file_the_walker_cannot_follow_is_searched_whole() -> None:
+    scan = scanner_for(("SECRETNAME", "name"))
+    matches, problem = scan.scan(b"\x00" * 128 + b"DICM" + b"\x08\x00\x10\x00LO\xff\x00secretname")
+    assert problem and [m.pattern for m in matches] == ["secretname"]
+
+
+def test_keyed_uid_check_agrees_with_the_keyed_functions(archive) -> None:
+    functions = KeyedFunctions(load_key(archive["key"]), **RESEARCH.key_parameters)
+    before = original(archive, "p0001/s01/se01/i0001.dcm")
+    after = pydicom.dcmread(archive["dst"] / "p0001/s01/se01/i0001.dcm")
+    assert after.SOPInstanceUID == functions.uid(before.SOPInstanceUID.encode()).decode()
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public"
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not beside the repository")
+def test_the_tag_walker_finds_the_elements_pydicom_finds_across_the_corpus() -> None:
+    """Differential: element paths from the byte walker equal pydicom's wherever both can read the file; a
+    file the walker cannot follow is searched whole, never skipped."""
+    import io
+    import warnings
+
+    from veil.inspect import walk_dataset
+    from veil.verify import ParseError
+
+    compared = 0
+    for path in sorted(p for p in CORPUS.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        regions, problem = scan_regions(data)
+        if problem:
+            assert sum(r.stop - r.start for r in regions) >= len(data) - 132
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected = [n.path for n in walk_dataset(pydicom.dcmread(io.BytesIO(data), force=True))]
+        except Exception:
+            continue
+        part = read_part10(data)
+        try:
+            found = [e.path for e in walk_elements(part)]
+        except ParseError:
+            continue
+        assert found == expected, path
+        compared += 1
+    assert compared > 100
+
+
+def test_outputs_under_another_layout_pair_through_the_audit(archive) -> None:
+    """`veil run --layout study` names outputs by new UIDs; the audit row's output_path pairs them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from veil.audit import input_digest
+
+    moved = copy_outputs(archive, "moved")
+    key = load_key(archive["key"])
+    rel = "p0001/s01/se02/i0002.dcm"
+    new_rel = "2.25.1/2.25.2/2.25.3.dcm"
+    (moved / new_rel).parent.mkdir(parents=True)
+    (moved / rel).rename(moved / new_rel)
+    (moved / ".veil" / "audit").mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {
+                "status": ["written"],
+                "reason": [""],
+                "input_digest": [input_digest(key, rel)],
+                "output_path": [new_rel],
+            }
+        ),
+        moved / ".veil" / "audit" / "part-00000000.parquet",
+    )
+    report = verify(archive["src"], moved, recipe=RESEARCH, key=key)
+    assert report.passed, report.errors
+    assert report.counts["references_checked"] > 0 and not any("no input" in n for n in report.notes)
