@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -261,7 +262,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     progress = _RunProgress() if sys.stderr.isatty() and not args.json else None
     try:
-        summary = engine.run(options, compiled, key, progress.update if progress else None)
+        # Ray prints task retries on stdout whatever log_to_driver says: keep --json's stdout pure JSON.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            summary = engine.run(options, compiled, key, progress.update if progress else None)
     except engine.FatalRunError as exc:
         if progress:
             progress.close()

@@ -87,6 +87,7 @@ class RunSummary:
     mode: str = "in-process"
     audit_dir: str = ""
     listed: int | None = None  # files in the whole job, once the listing has been read to its end
+    hosts: set[str] = field(default_factory=set)  # machines that did work in this run
 
     def add(self, result: ShardResult) -> None:
         self.files += result.files
@@ -98,6 +99,8 @@ class RunSummary:
         self.reasons.update(result.reasons)
         self.actions.update(result.actions)
         self.shards += 1
+        if result.host:
+            self.hosts.add(result.host)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class ShardResult:
     output_bytes: int
     reasons: dict[str, int]
     actions: dict[str, int]
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,11 +170,11 @@ def _entry(path: str, rel: str, root: str) -> Entry:
 def _walk(directory: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
     try:
         with os.scandir(directory) as it:
-            names = sorted((e.name, e.is_dir(follow_symlinks=True), e.is_symlink()) for e in it)
+            names = sorted((e.name, e.is_dir(follow_symlinks=True), e.is_symlink(), e) for e in it)
     except OSError as exc:
         yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
         return
-    for name, is_dir, is_link in names:
+    for name, is_dir, is_link, dir_entry in names:
         path = os.path.join(directory, name)
         child_rel = f"{rel}/{name}" if rel else name
         if name.startswith(".veil"):
@@ -189,6 +193,17 @@ def _walk(directory: str, rel: str, root: str, ancestors: set[tuple[int, int]]) 
                 yield Entry(path, child_rel, error="directory loop")
                 continue
             yield from _walk(path, child_rel, root, ancestors | {ident})
+        elif not is_link:
+            # A plain file under a directory already known to be inside SRC: the scandir entry has its size.
+            try:
+                st = dir_entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                yield Entry(path, child_rel, error=f"cannot stat: {exc.strerror}")
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield Entry(path, child_rel, st.st_size)
+            else:
+                yield Entry(path, child_rel, error="not a regular file")
         else:
             yield _entry(path, child_rel, root)
 
@@ -254,6 +269,7 @@ def process_shard(
     reid: list[tuple[str, bytes, bytes]] = []
     written = quarantined = input_bytes = output_bytes = 0
     recipe = ctx.plan_recipe.recipe
+    recipe_hash = recipe.content_hash
     for entry in entries:
         # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
         digest = blake3.blake3(os.fsencode(entry.rel), key=audit_key).hexdigest()
@@ -288,7 +304,7 @@ def process_shard(
                 key_id=ctx.key_id,
                 recipe_name=recipe.name,
                 recipe_version=recipe.version,
-                recipe_hash=recipe.content_hash,
+                recipe_hash=recipe_hash,
                 veil_version=__version__,
                 counts=tuple(outcome.counts.get(name, 0) for name in audit.ACTION_NAMES),
                 pixel_redaction=False,
@@ -301,7 +317,7 @@ def process_shard(
         reid_sink(reid)
     audit.write_shard(Path(dst), shard, rows)
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
-                       dict(reasons), dict(actions))
+                       dict(reasons), dict(actions), socket.gethostname())
 
 
 def _destination(dst: str, rel: str, layout: str) -> str | Callable[[dict[str, object]], str]:
@@ -435,7 +451,6 @@ def run(
                     progress(summary, None)
         else:
             actor = _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progress)
-        host_count = _host_count(summary.mode)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise FatalRunError(f"{options.dst}: disk full; finished shards are kept, rerun with --resume") from None
@@ -454,11 +469,10 @@ def run(
     manifest.update(
         status="complete",
         finished=time.time(),
-        hosts=host_count,
+        hosts=max(1, len(summary.hosts)),
         mode=summary.mode,
         totals={"files": totals.files, "written": totals.written, "quarantined": totals.quarantined,
                 "input_bytes": totals.input_bytes, "output_bytes": totals.output_bytes},
-        host=socket.gethostname() if summary.mode == "in-process" else None,
     )
     audit.write_manifest(dst, manifest)
     return summary
@@ -486,14 +500,6 @@ def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyp
     return mapping.functions_from_worker_keys(service.worker_keys())
 
 
-def _host_count(mode: str) -> int:
-    if mode == "in-process":
-        return 1
-    import ray
-
-    return sum(1 for node in ray.nodes() if node.get("Alive"))
-
-
 def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progress):  # type: ignore[no-untyped-def]
     """Shards as Ray tasks, at most ``limit`` in flight; returns the key actor (or None without a key)."""
     import ray
@@ -516,7 +522,9 @@ def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progres
     ctx_ref = ray.put(ctx)
     task = ray.remote(_ray_shard).options(max_retries=3, retry_exceptions=False)
     in_flight: dict = {}
-    limit = options.max_in_flight or max(2, 2 * max(1, options.workers))
+    # Twice the CPUs that will run shards: this machine's workers, or the whole cluster's.
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if options.address else options.workers
+    limit = options.max_in_flight or max(2, 2 * max(1, cpus))
 
     def collect(block: bool) -> None:
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=None if block else 0)
