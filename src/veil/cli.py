@@ -179,7 +179,7 @@ def _deidentify(args: argparse.Namespace) -> int:
     if dst_root == src_root or src_root in dst_root.parents:
         print("veil deidentify: error: DST must not be inside SRC", file=sys.stderr)
         return EXIT_FATAL
-    worker = Deidentifier(compiled.plan, functions)
+    worker = Deidentifier(compiled.plan, functions, recipe.pixels)
     started = time.perf_counter()
     files = written = quarantined = bytes_in = bytes_out = 0
     actions: Counter[str] = Counter()

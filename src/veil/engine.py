@@ -247,7 +247,7 @@ def _deidentifier(ctx: ShardContext, functions_source: Callable[[], KeyedFunctio
     worker = _WORKERS.get(ctx.run_id)
     if worker is None:
         _WORKERS.clear()
-        worker = Deidentifier(ctx.plan_recipe.plan, functions_source())
+        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels)
         _WORKERS[ctx.run_id] = worker
     return worker
 
@@ -307,7 +307,7 @@ def process_shard(
                 recipe_hash=recipe_hash,
                 veil_version=__version__,
                 counts=tuple(outcome.counts.get(name, 0) for name in audit.ACTION_NAMES),
-                pixel_redaction=False,
+                pixel_redaction=outcome.pixel_redaction,
                 status=outcome.status,
                 reason=outcome.reason,
                 microseconds=outcome.microseconds,

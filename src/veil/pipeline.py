@@ -55,6 +55,7 @@ class FileOutcome:
     transfer_syntax: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     microseconds: int = 0
+    pixel_redaction: bool = False
     # (kind, new value, original value) for re-identification; filled only when asked for, never logged.
     reid_pairs: tuple[tuple[str, bytes, bytes], ...] = field(default=(), repr=False)
 
@@ -72,9 +73,10 @@ _REID_VALUES = (
 class Deidentifier:
     """Applies one Plan with one set of keyed functions; reuse one per worker (it keeps native buffers)."""
 
-    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None) -> None:
+    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: object = None) -> None:
         self.plan = plan
         self.functions = functions
+        self.pixel_policy = pixel_policy  # veil.recipe.PixelPolicy: burned-in text rules, or None
         self._rewriter = Rewriter(
             plan,
             functions.uid if functions is not None else None,
@@ -96,6 +98,45 @@ class Deidentifier:
         days = self.functions.date_shift(info["patient_id"] or "") if self.functions is not None else 0
         with freetext.file_identifiers(info[name] for name in _IDENTIFYING_PEEK_VALUES):
             return self._rewriter.rewrite(data, days, path)
+
+    def _pixels(self, data: mmap.mmap | bytes, result: RewriteResult, path: str) -> bytes | None:
+        """Burned-in text (recipe ``pixels:``): None to keep the pixels, or the whole redacted output file.
+
+        Rules match the input's header signature (the output may no longer name the manufacturer). Images at
+        risk that no rule names are detected with OCR, redacted whole, quarantined or only flagged, as the
+        policy says; OCR that cannot run fails closed (the file is quarantined).
+        """
+        from veil import ocr, pixels
+
+        policy = self.pixel_policy
+        info = peek(data, path)
+        decision = pixels.decide(policy, info)  # type: ignore[arg-type]
+        if decision.action in ("keep", "flag") or not info["rows"]:
+            return None  # nothing to do, or no image in this instance
+        fill, output = policy.fill, policy.output  # type: ignore[attr-defined]
+        if decision.action == "redact":
+            return pixels.redact_file_bytes(result.tobytes(), rule=decision.rule, fill=fill, output=output, path=path)
+        if decision.action == "redact-all":
+            rows, columns = int(info["rows"] or 0), int(info["columns"] or 0)
+            return pixels.redact_file_bytes(result.tobytes(), [(0, 0, columns, rows)], fill=fill, output=output,
+                                            path=path)
+        if decision.action == "quarantine":
+            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and no rule names them (policy: quarantine)")
+        # detect: OCR the frames, redact the words that match this file's identifiers or patterns.
+        if not ocr.available():
+            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and OCR (tesseract) is not available")
+        frames = pixels.decoded_frames(result.tobytes(), path)
+        boxes = ocr.detect_text(frames)
+        found = ocr.regions_to_redact(
+            boxes,
+            (info[name] for name in _IDENTIFYING_PEEK_VALUES),
+            all_text=policy.text == "all",  # type: ignore[attr-defined]
+            margin=policy.margin,  # type: ignore[attr-defined]
+        )
+        if not found:
+            return None
+        regions = sorted({region for frame_regions in found.values() for region in frame_regions})
+        return pixels.redact_file_bytes(result.tobytes(), regions, sorted(found), fill=fill, output=output, path=path)
 
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
         return self.rewrite(data, path).tobytes()
@@ -125,7 +166,11 @@ class Deidentifier:
                     try:
                         info = peek(result.header, src)
                         dst = destination(info) if callable(destination) else os.fspath(destination)
-                        written = _write_atomically(dst, result, fh.fileno())
+                        redacted = self._pixels(mm, result, src) if self.pixel_policy is not None else None
+                        if redacted is None:
+                            written = _write_atomically(dst, result, fh.fileno())
+                        else:
+                            written = _write_bytes_atomically(dst, redacted)
                         pairs: tuple[tuple[str, bytes, bytes], ...] = ()
                         if reid:
                             original = peek(mm, src)
@@ -152,6 +197,7 @@ class Deidentifier:
                 counts=result.counts,
                 microseconds=(time.perf_counter_ns() - started) // 1000,
                 reid_pairs=pairs,
+                pixel_redaction=redacted is not None,
             )
         except VeilError as exc:
             reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
@@ -162,6 +208,27 @@ class Deidentifier:
                 raise  # disk full stops the run; the partial output was already removed
             return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
                                microseconds=(time.perf_counter_ns() - started) // 1000)
+
+
+def _write_bytes_atomically(dst: str, data: bytes) -> int:
+    directory = os.path.dirname(dst) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        total = _write_all(fd, data)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, dst)
+        return total
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _write_atomically(dst: str, result: RewriteResult, source_fd: int) -> int:

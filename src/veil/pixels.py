@@ -438,6 +438,23 @@ def redact_file_bytes(
     return out.getvalue()
 
 
+def decoded_frames(data: bytes | memoryview, path: str = "") -> np.ndarray:
+    """Every frame of a file's image, decoded by pydicom's handlers: (frames, rows, columns[, samples]) for
+    OCR. Undecodable pixel data raises MalformedDicom (the file is quarantined)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
+        array = ds.pixel_array
+    except Exception as exc:
+        raise MalformedDicom(path, 0, f"pixel data cannot be decoded for text detection: {type(exc).__name__}") from None
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames == 1:
+        array = array[None]
+    if samples == 1 and array.ndim == 4:
+        array = array[..., 0]
+    return array
+
+
 def _layout(ds: Dataset, big_endian: bool, path: str) -> PixelLayout:
     try:
         return PixelLayout.from_dataset(ds, big_endian)

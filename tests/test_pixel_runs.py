@@ -1,0 +1,99 @@
+"""Burned-in text policy inside `veil run`: rules redact, at-risk images are quarantined or flagged, the
+audit records which instances had their pixels cleaned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from test_pixels import make_file, make_pixels
+from veil import audit
+from veil.cli import EXIT_OK, EXIT_QUARANTINED, main
+from veil.pixels import PixelLayout
+
+LAYOUT = PixelLayout(rows=32, columns=48, samples_per_pixel=1, bits_allocated=16)
+
+
+def site_recipe(tmp_path, pixels: str) -> str:
+    path = tmp_path / "site.yml"
+    path.write_text('name: site\nversion: "1"\nextends: research\nrules: []\npixels:\n' + pixels)
+    return str(path)
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    arr = make_pixels(LAYOUT, seed=1)
+    (src / "acme.dcm").write_bytes(make_file(LAYOUT, arr, Manufacturer="ACME", Modality="OT", PatientID="P1"))
+    (src / "other.dcm").write_bytes(make_file(LAYOUT, arr, Manufacturer="OTHER", Modality="OT", PatientID="P2"))
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    return src, key, arr
+
+
+def pixels_of(path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array
+
+
+def test_a_rule_redacts_its_region_and_leaves_every_other_pixel(inputs, tmp_path) -> None:
+    src, key, arr = inputs
+    arr = arr.reshape(LAYOUT.rows, LAYOUT.columns)  # one frame, one sample
+    recipe = site_recipe(tmp_path, "  at_risk: flag\n  rules:\n"
+                                   "    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    redacted = pixels_of(out / "acme.dcm")
+    assert (redacted[:5, :10] == 0).all()
+    mask = np.ones(arr.shape, bool)
+    mask[:5, :10] = False
+    assert (redacted[mask] == arr[mask]).all()
+    assert (pixels_of(out / "other.dcm") == arr).all()  # at risk, flagged: kept as it was
+    ds = pydicom.dcmread(out / "acme.dcm")
+    assert ds.BurnedInAnnotation == "NO"
+    assert "113101" in {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+    table = audit.read_audit(out).to_pylist()
+    assert sorted(row["pixel_redaction"] for row in table) == [False, True]
+
+
+def test_at_risk_images_no_rule_names_are_quarantined_when_the_policy_says_so(inputs, tmp_path) -> None:
+    src, key, _ = inputs
+    recipe = site_recipe(tmp_path, "  at_risk: quarantine\n  rules:\n"
+                                   "    - {match: {Manufacturer: ACME}, regions: [[0, 0, 4, 4]]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_QUARANTINED
+    assert (out / "acme.dcm").exists() and not (out / "other.dcm").exists()
+
+
+def test_redact_all_blanks_the_whole_image(inputs, tmp_path) -> None:
+    src, key, _ = inputs
+    recipe = site_recipe(tmp_path, "  at_risk: redact-all\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    assert (pixels_of(out / "other.dcm") == 0).all()
+
+
+def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> None:
+    from veil import ocr
+
+    if not ocr.available():
+        pytest.skip("tesseract-ocr / pytesseract not installed")
+    from test_ocr import planted, words
+
+    arr = planted(8)  # "JOHN DOE", "ID 12345678", a date and "ABDOMEN" drawn into the image
+    layout = PixelLayout(rows=arr.shape[1], columns=arr.shape[2], samples_per_pixel=1, bits_allocated=8)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "sc.dcm").write_bytes(
+        make_file(layout, arr, Modality="SC", PatientName="DOE^JOHN", PatientID="12345678")
+    )
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    recipe = site_recipe(tmp_path, "  at_risk: detect\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    left = words(pixels_of(out / "sc.dcm")[None])
+    assert not left & {"JOHN", "DOE", "12345678"}
+    assert "ABDOMEN" in left
+    assert audit.read_audit(out).column("pixel_redaction").to_pylist() == [True]
