@@ -115,3 +115,21 @@ def test_profile_command_prints_a_summary(archive, tmp_path, capsys) -> None:
     )
     assert run_proof("profile", str(archive), "--out", str(tmp_path / "t"), "--json") == EXIT_OK
     assert json.loads(capsys.readouterr().out)["modalities"] == {"CT": 13, "US": 2}
+
+
+def test_profile_on_ray_equals_the_in_process_profile(tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    from veil.profile import profile_archive
+    from veil.synth import write_archive
+
+    src = tmp_path / "in"
+    write_archive(src, patients=3, series_per_study=2, instances_per_series=4, seed=2)
+    local = profile_archive(src, tmp_path / "local")
+    try:
+        on_ray = profile_archive(src, tmp_path / "ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert on_ray.to_dict() == local.to_dict()
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "ray" / "files.parquet").num_rows == 24

@@ -7,6 +7,7 @@ the handlers by command name; each handler returns the exit code (0 ok, 1 fatal,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -61,6 +62,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[a
         help="directory for the Parquet tables (default: ./veil-profile)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--workers", type=int, default=1, help="profile on local Ray with this many workers")
+    p.add_argument("--address", help="profile on this Ray cluster")
     return {"verify": _verify, "inspect": _inspect, "profile": _profile}
 
 
@@ -179,7 +182,8 @@ def _profile(args: argparse.Namespace) -> int:
     if not args.src.exists():
         return _error("profile", f"{args.src}: no such file or directory")
     try:
-        profile = profile_archive(args.src, args.out)
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            profile = profile_archive(args.src, args.out, workers=args.workers, address=args.address)
     except (OSError, VeilError) as exc:
         return _error("profile", exc)
     if args.json:

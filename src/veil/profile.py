@@ -335,14 +335,79 @@ class _FileTable:
         self.writer.close()
 
 
-def profile_archive(src: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> ArchiveProfile:
-    """Profiles every file under ``src`` in this process; with ``out``, writes the Parquet tables there."""
+def _profile_shard(entries: list[Any]) -> tuple[ArchiveProfile, list[dict[str, Any]]]:
+    """One shard of ``veil run``'s listing profiled: the partial profile and its per-file records."""
+    profile = ArchiveProfile()
+    records = []
+    for entry in entries:
+        if entry.error:
+            record = profile_file(b"", entry.rel)
+            record["error"] = entry.error
+        else:
+            try:
+                data = Path(entry.path).read_bytes()
+            except OSError as exc:
+                record = profile_file(b"", entry.rel)
+                record["error"] = f"cannot read: {exc.strerror}"
+            else:
+                record = profile_file(data, entry.rel)
+        profile.add(record)
+        records.append(record)
+    return profile, records
+
+
+def _profile_on_ray(src: str, workers: int, address: str | None) -> Iterator[tuple[ArchiveProfile, list[dict]]]:
+    """Shards of the same lazy listing ``veil run`` uses, as Ray tasks, a bounded number in flight."""
+    import ray
+
+    from veil import engine
+
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False, namespace="veil")
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, namespace="veil")
+    task = ray.remote(_profile_shard).options(max_retries=3)
+    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", workers)))
+    in_flight: list[Any] = []
+    for _, entries in engine.shards(engine.list_inputs(src), 256, 256 << 20):
+        if len(in_flight) >= limit:
+            ready, in_flight = ray.wait(in_flight, num_returns=1)
+            yield ray.get(ready[0])
+        in_flight.append(task.remote(entries))
+    while in_flight:
+        ready, in_flight = ray.wait(in_flight, num_returns=1)
+        yield ray.get(ready[0])
+
+
+def profile_archive(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    workers: int = 1,
+    address: str | None = None,
+) -> ArchiveProfile:
+    """Profiles every file under ``src``: in this process, or on Ray (``workers`` > 1 or a cluster
+    ``address``) with the partial profiles merged; with ``out``, writes the Parquet tables there."""
     root = Path(src)
     profile = ArchiveProfile()
     table = None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         table = _FileTable(Path(out) / "files.parquet")
+    if workers > 1 or address:
+        try:
+            for partial, records in _profile_on_ray(str(root), workers, address):
+                profile = profile.merge(partial)
+                for record in records:
+                    if table is not None:
+                        table.add(record)
+        finally:
+            if table is not None:
+                table.close()
+        if out is not None:
+            write_profile(profile, out, files_table=False)
+        return profile
     try:
         for path, rel in _iter_files(root):
             try:
