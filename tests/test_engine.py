@@ -215,7 +215,16 @@ def test_disk_full_stops_the_run_and_leaves_no_partial_output(archive, compiled,
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data)
 
+    real_v = pipeline._writev_all
+
+    def fills_up_v(fd, parts):  # type: ignore[no-untyped-def]
+        written["n"] += 1
+        if written["n"] > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_v(fd, parts)
+
     monkeypatch.setattr(pipeline, "_write_all", fills_up)
+    monkeypatch.setattr(pipeline, "_writev_all", fills_up_v)
     with pytest.raises(engine.FatalRunError, match="disk full"):
         run(archive, tmp_path / "out", compiled)
     leftovers = [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix in (".dcm", "") and

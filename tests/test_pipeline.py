@@ -53,3 +53,15 @@ def test_bad_file_is_quarantined_and_leaves_no_output(tmp_path) -> None:
         assert not (tmp_path / "out" / name).exists()
     if (tmp_path / "out").exists():
         assert os.listdir(tmp_path / "out") == []
+
+
+def test_mapped_path_with_kernel_copy_writes_the_same_bytes(tmp_path, monkeypatch) -> None:
+    import veil.pipeline as pipeline
+
+    src = tmp_path / "in.dcm"
+    src.write_bytes(instance_bytes(modality="CT", rows=64, cols=64, seed=4))
+    worker = Deidentifier(DEID, KEY)
+    worker.deidentify_file(src, tmp_path / "read.dcm")
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 0)  # every file mapped, pixels by copy_file_range
+    worker.deidentify_file(src, tmp_path / "mapped.dcm")
+    assert (tmp_path / "mapped.dcm").read_bytes() == (tmp_path / "read.dcm").read_bytes()

@@ -144,7 +144,8 @@ class AuditRow:
         if self.shard < 0:
             raise ValueError(f"shard must be >= 0, not {self.shard}")
         out = self.output_path
-        if out and (
+        # Cheap string tests first (this runs once per file); the path parse only for suspicious values.
+        if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
             PurePosixPath(out).is_absolute()
             or PureWindowsPath(out).is_absolute()
             or ".." in PurePosixPath(out.replace("\\", "/")).parts

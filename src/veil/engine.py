@@ -295,7 +295,7 @@ def process_shard(
                 input_digest=digest,
                 input_bytes=outcome.input_bytes or entry.size,
                 output_bytes=outcome.output_bytes,
-                output_path=os.path.relpath(outcome.destination, dst) if outcome.destination else "",
+                output_path=_relative(outcome.destination, dst),
                 sop_class_uid=outcome.sop_class_uid,
                 modality=outcome.modality,
                 study_instance_uid=outcome.study_instance_uid,
@@ -318,6 +318,13 @@ def process_shard(
     audit.write_shard(Path(dst), shard, rows)
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
                        dict(reasons), dict(actions), socket.gethostname())
+
+
+def _relative(path: str | None, dst: str) -> str:
+    if not path:
+        return ""
+    prefix = dst.rstrip(os.sep) + os.sep
+    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, dst)
 
 
 def _destination(dst: str, rel: str, layout: str) -> str | Callable[[dict[str, object]], str]:

@@ -161,27 +161,37 @@ class Deidentifier:
                 size = os.fstat(fh.fileno()).st_size
                 if size == 0:
                     raise MalformedDicom(src, 0, "empty file")
-                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    result = self.rewrite(mm, src)
-                    try:
-                        info = peek(result.header, src)
-                        dst = destination(info) if callable(destination) else os.fspath(destination)
-                        redacted = self._pixels(mm, result, src) if self.pixel_policy is not None else None
-                        if redacted is None:
-                            written = _write_atomically(dst, result, fh.fileno())
-                        else:
-                            written = _write_bytes_atomically(dst, redacted)
-                        pairs: tuple[tuple[str, bytes, bytes], ...] = ()
-                        if reid:
-                            original = peek(mm, src)
-                            pairs = tuple(
-                                (kind, str(info[name]).encode(), str(original[name]).encode())
-                                for name, kind in _REID_VALUES
-                                if original[name] and info[name] != original[name]
-                            )
-                    finally:
-                        if result.pixels is not None:
-                            result.pixels.release()
+                # Small files: one read, one writev. Large ones: mapped, the pixel tail copied by the kernel.
+                small = size <= SMALL_FILE
+                mm: mmap.mmap | None = None
+                data: bytes | mmap.mmap
+                if small:
+                    data = fh.read()
+                else:
+                    data = mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                result = None
+                try:
+                    result = self.rewrite(data, src)
+                    info = peek(result.header, src)
+                    dst = destination(info) if callable(destination) else os.fspath(destination)
+                    redacted = self._pixels(data, result, src) if self.pixel_policy is not None else None
+                    if redacted is None:
+                        written = _write_atomically(dst, result, None if small else fh.fileno())
+                    else:
+                        written = _write_bytes_atomically(dst, redacted)
+                    pairs: tuple[tuple[str, bytes, bytes], ...] = ()
+                    if reid:
+                        original = peek(data, src)
+                        pairs = tuple(
+                            (kind, str(info[name]).encode(), str(original[name]).encode())
+                            for name, kind in _REID_VALUES
+                            if original[name] and info[name] != original[name]
+                        )
+                finally:
+                    if result is not None and result.pixels is not None:
+                        result.pixels.release()
+                    if mm is not None:
+                        mm.close()
             return FileOutcome(
                 source=src,
                 destination=dst,
@@ -210,11 +220,36 @@ class Deidentifier:
                                microseconds=(time.perf_counter_ns() - started) // 1000)
 
 
+# Inputs up to this size are read whole; larger ones are mapped and their pixel tail copied in the kernel.
+SMALL_FILE = 1 << 20
+
+_MADE_DIRECTORIES: set[str] = set()
+
+
+def _make_directory(directory: str) -> None:
+    """``os.makedirs`` once per directory and process (outputs of a series share one)."""
+    if directory not in _MADE_DIRECTORIES:
+        os.makedirs(directory, exist_ok=True)
+        if len(_MADE_DIRECTORIES) > 100_000:
+            _MADE_DIRECTORIES.clear()
+        _MADE_DIRECTORIES.add(directory)
+
+
+def _open_temporary(tmp: str, directory: str) -> int:
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:
+        # The directory went away since it was made (a cleaned DST in a long-lived worker): make it again.
+        _MADE_DIRECTORIES.discard(directory)
+        _make_directory(directory)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+
 def _write_bytes_atomically(dst: str, data: bytes) -> int:
     directory = os.path.dirname(dst) or "."
-    os.makedirs(directory, exist_ok=True)
+    _make_directory(directory)
     tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = _open_temporary(tmp, directory)
     try:
         total = _write_all(fd, data)
         os.close(fd)
@@ -231,19 +266,23 @@ def _write_bytes_atomically(dst: str, data: bytes) -> int:
         raise
 
 
-def _write_atomically(dst: str, result: RewriteResult, source_fd: int) -> int:
-    """Header, pixel tail (kernel copy from the input), trailer into a temporary file, then rename."""
+def _write_atomically(dst: str, result: RewriteResult, source_fd: int | None) -> int:
+    """Header, pixel tail, trailer into a temporary file, then rename. With ``source_fd`` the pixel tail is
+    copied from the input in the kernel; without, all parts go in one ``writev``."""
     directory = os.path.dirname(dst) or "."
-    os.makedirs(directory, exist_ok=True)
+    _make_directory(directory)
     # A fixed temporary name: a retried or resumed write of the same output replaces it, never leaves another.
     tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = _open_temporary(tmp, directory)
     try:
-        total = _write_all(fd, result.header)
-        if result.pixel_range is not None:
+        if source_fd is None:
+            total = _writev_all(fd, result.parts())
+        else:
+            total = _write_all(fd, result.header)
+        if source_fd is not None and result.pixel_range is not None:
             start, stop = result.pixel_range
             total += _copy_range(source_fd, fd, start, stop - start, result)
-        if result.trailer:
+        if source_fd is not None and result.trailer:
             total += _write_all(fd, result.trailer)
         os.close(fd)
         fd = -1
@@ -257,6 +296,15 @@ def _write_atomically(dst: str, result: RewriteResult, source_fd: int) -> int:
         except FileNotFoundError:
             pass
         raise
+
+
+def _writev_all(fd: int, parts: list) -> int:  # type: ignore[type-arg]
+    expected = sum(len(p) for p in parts)
+    done = os.writev(fd, parts)
+    if done < expected:  # a short write: finish the rest plainly
+        rest = memoryview(b"".join(bytes(p) for p in parts))[done:]
+        done += _write_all(fd, rest)
+    return done
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> int:
