@@ -131,6 +131,9 @@ def timed(
     return time.perf_counter() - started, done
 
 
+RECIPE = "ps3.15-basic"
+
+
 class Bench:
     def __init__(self, work: Path, out_root: Path) -> None:
         self.work = work
@@ -194,7 +197,8 @@ class Bench:
     def veil(self, case: str, src: Path, files: int, nbytes: int, shard_files: int | None) -> None:
         # Shards small enough that 2 workers each get several (a 100-file job is one 256-file shard).
         shard = shard_files or max(1, min(256, files // 8))
-        common = ["--key", str(self.key), "--json", "--quarantine", "list", "--shard-files", str(shard)]
+        common = ["--key", str(self.key), "--json", "--quarantine", "list", "--shard-files", str(shard),
+                  "--recipe", RECIPE]
         out = self.output("veil-1")
         self.record(
             case,
@@ -388,6 +392,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="where inputs are written (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=Path("/dev/shm"), help="tmpfs for outputs")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
+    parser.add_argument("--recipe", default="ps3.15-basic",
+                        help="veil's recipe (default ps3.15-basic, the profile gdcmanon -e applies)")
     args = parser.parse_args()
     ct_files = args.ct_files or (2000 if args.full else 200)
     small_files = args.small_files or (50_000 if args.full else 2000)
@@ -395,6 +401,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="veil-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     out_root = Path(tempfile.mkdtemp(prefix="veil-bench-out-", dir=args.out))
+    global RECIPE
+    RECIPE = args.recipe
     bench = Bench(work, out_root)
     listing_lines: list[str] = []
     print(f"veil compare_peers: inputs in {work}, outputs in {out_root} ({os.cpu_count()} CPUs)", flush=True)
