@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from veil import __version__
@@ -150,18 +150,6 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _iter_files(src: Path) -> Iterator[tuple[Path, Path]]:
-    """(file, path relative to src) lazily, in a stable order; a single file gives its own name."""
-    if src.is_file():
-        yield src, Path(src.name)
-        return
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root) / name
-            yield path, path.relative_to(src)
-
-
 def _deidentify(args: argparse.Namespace) -> int:
     from veil.keys import KeyedFunctions, load_key
     from veil.pipeline import Deidentifier
@@ -184,9 +172,16 @@ def _deidentify(args: argparse.Namespace) -> int:
     files = written = quarantined = bytes_in = bytes_out = 0
     actions: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for path, rel in _iter_files(args.src):
+    from veil.engine import list_inputs
+    from veil.pipeline import FileOutcome
+
+    for entry in list_inputs(str(args.src)):
         files += 1
-        outcome = worker.deidentify_file(path, args.dst / rel)
+        path = entry.path
+        if entry.error:
+            outcome = FileOutcome(path, None, "quarantined", reason=entry.error)
+        else:
+            outcome = worker.deidentify_file(path, args.dst / entry.rel)
         if outcome.status == "written":
             written += 1
             bytes_in += outcome.input_bytes

@@ -245,13 +245,15 @@ def _open_temporary(tmp: str, directory: str) -> int:
         return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
 
-def _write_bytes_atomically(dst: str, data: bytes) -> int:
+def _write_to(dst: str, write: Callable[[int], int]) -> int:
+    """Runs ``write(fd)`` on a temporary file beside ``dst``, then renames it: the output appears whole or not
+    at all. The temporary name is fixed, so a retried or resumed write replaces it, never leaves another."""
     directory = os.path.dirname(dst) or "."
     _make_directory(directory)
     tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
     fd = _open_temporary(tmp, directory)
     try:
-        total = _write_all(fd, data)
+        total = write(fd)
         os.close(fd)
         fd = -1
         os.replace(tmp, dst)
@@ -264,38 +266,28 @@ def _write_bytes_atomically(dst: str, data: bytes) -> int:
         except FileNotFoundError:
             pass
         raise
+
+
+def _write_bytes_atomically(dst: str, data: bytes) -> int:
+    return _write_to(dst, lambda fd: _write_all(fd, data))
 
 
 def _write_atomically(dst: str, result: RewriteResult, source_fd: int | None) -> int:
-    """Header, pixel tail, trailer into a temporary file, then rename. With ``source_fd`` the pixel tail is
-    copied from the input in the kernel; without, all parts go in one ``writev``."""
-    directory = os.path.dirname(dst) or "."
-    _make_directory(directory)
-    # A fixed temporary name: a retried or resumed write of the same output replaces it, never leaves another.
-    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
-    fd = _open_temporary(tmp, directory)
-    try:
-        if source_fd is None:
-            total = _writev_all(fd, result.parts())
-        else:
-            total = _write_all(fd, result.header)
-        if source_fd is not None and result.pixel_range is not None:
+    """Header, pixel tail, trailer. With ``source_fd`` the pixel tail is copied from the input in the kernel;
+    without, all parts go in one ``writev``."""
+    if source_fd is None:
+        return _write_to(dst, lambda fd: _writev_all(fd, result.parts()))
+
+    def write(fd: int) -> int:
+        total = _write_all(fd, result.header)
+        if result.pixel_range is not None:
             start, stop = result.pixel_range
             total += _copy_range(source_fd, fd, start, stop - start, result)
-        if source_fd is not None and result.trailer:
+        if result.trailer:
             total += _write_all(fd, result.trailer)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, dst)
         return total
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    return _write_to(dst, write)
 
 
 def _writev_all(fd: int, parts: list) -> int:  # type: ignore[type-arg]

@@ -273,17 +273,6 @@ def aggregate(records: Iterable[dict[str, Any]]) -> ArchiveProfile:
     return profile
 
 
-def _iter_files(src: Path) -> Iterator[tuple[Path, str]]:
-    if src.is_file():
-        yield src, src.name
-        return
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(root) / name
-            yield path, path.relative_to(src).as_posix()
-
-
 _FILE_COLUMNS = (
     "path", "bytes", "error", "sop_class_uid", "modality", "transfer_syntax", "specific_character_set",
     "manufacturer", "manufacturer_model_name", "rows", "columns", "burned_in_annotation", "burned_in_risk",
@@ -396,30 +385,17 @@ def profile_archive(
         Path(out).mkdir(parents=True, exist_ok=True)
         table = _FileTable(Path(out) / "files.parquet")
     if workers > 1 or address:
-        try:
-            for partial, records in _profile_on_ray(str(root), workers, address):
-                profile = profile.merge(partial)
-                for record in records:
-                    if table is not None:
-                        table.add(record)
-        finally:
-            if table is not None:
-                table.close()
-        if out is not None:
-            write_profile(profile, out, files_table=False)
-        return profile
+        parts = _profile_on_ray(str(root), workers, address)
+    else:
+        from veil import engine
+
+        parts = (_profile_shard(entries) for _, entries in engine.shards(engine.list_inputs(str(root)), 256, 256 << 20))
     try:
-        for path, rel in _iter_files(root):
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                record = profile_file(b"", rel)
-                record["error"] = f"cannot read: {exc.strerror}"
-            else:
-                record = profile_file(data, rel)
-            profile.add(record)
+        for partial, records in parts:
+            profile = profile.merge(partial)
             if table is not None:
-                table.add(record)
+                for record in records:
+                    table.add(record)
     finally:
         if table is not None:
             table.close()
