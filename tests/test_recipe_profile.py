@@ -54,6 +54,10 @@ RECIPES = {
             0x00402017: A.PSEUDO,  # FillerOrderNumberImagingServiceRequest
             0x00101010: A.AGE,  # PatientAge
             0x0072005F: A.AGE,  # SelectorASValue
+            # Basic empties these Type 3 references (an empty sequence is invalid); research walks them with
+            # the UIDs remapped, hipaa removes them.
+            0x00081110: A.RECURSE,  # ReferencedStudySequence
+            0x00081111: A.RECURSE,  # ReferencedPerformedProcedureStepSequence
         },
     ),
     "hipaa-safe-harbor": (
@@ -65,6 +69,8 @@ RECIPES = {
             0x30080105: A.REMOVE,  # SourceSerialNumber
             0x0018700A: A.REMOVE,  # DetectorID
             0x3010002D: A.REMOVE,  # DeviceLabel
+            0x00081110: A.REMOVE,  # ReferencedStudySequence
+            0x00081111: A.REMOVE,  # ReferencedPerformedProcedureStepSequence
         },
     ),
 }

@@ -219,7 +219,8 @@ def test_references_accounting_and_keys_are_checked(archive) -> None:
         broken / ".veil" / "audit" / "part-00000000.parquet",
     )
 
-    report = verify(archive["src"], broken, recipe=RESEARCH, key=key)
+    # dciodvfy off: this test counts the findings of veil's own checks, whatever is installed.
+    report = verify(archive["src"], broken, recipe=RESEARCH, key=key, dciodvfy_sample=0)
     found = {(f.category, f.file, f.path, f.detail) for f in report.errors}
     assert (
         "integrity",
