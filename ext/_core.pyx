@@ -15,10 +15,20 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t
 from libc.string cimport memcpy, memcmp, memset
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from libc.errno cimport errno, EINTR, EIO
+from libc.stdio cimport rename
+from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC
+cdef extern from "<fcntl.h>":
+    const int O_NOFOLLOW
+from posix.stat cimport struct_stat, fstat, S_ISREG
+from posix.uio cimport iovec, writev
+from posix.unistd cimport read, close, unlink
 
 from tagstream cimport *
 
 import hashlib
+import os
 import zlib
 
 from veil import __version__ as _VEIL_VERSION
@@ -312,6 +322,9 @@ cdef class RewriteResult:
     cdef readonly str transfer_syntax
     cdef readonly str sop_instance_uid
     cdef readonly str sop_class_uid
+    cdef readonly str modality             # the output's top-level values ("" when absent): the audit's and
+    cdef readonly str study_instance_uid   # the study layout's, without a second parse of the header
+    cdef readonly str series_instance_uid
     cdef Py_ssize_t _counts[N_ACTIONS]
     cdef bytes _touched
 
@@ -319,6 +332,11 @@ cdef class RewriteResult:
     def counts(self):
         """Elements per action (KEEP included; RECURSE counts the sequences walked)."""
         return {ACTION_NAMES[i]: self._counts[i] for i in range(N_ACTIONS)}
+
+    @property
+    def counts_row(self):
+        """The counts as a tuple in ``ACTION_NAMES`` order (one audit row's)."""
+        return tuple([self._counts[i] for i in range(N_ACTIONS)])
 
     def parts(self):
         """The output as a list of buffers to write in order (one ``writev``)."""
@@ -412,6 +430,9 @@ cdef class Rewriter:
     cdef bytes sop_instance_in
     cdef bytes sop_instance_out
     cdef bytes sop_class_in
+    cdef bytes modality_out
+    cdef bytes study_out
+    cdef bytes series_out
 
     def __cinit__(self):
         self.pub_tags = NULL
@@ -835,15 +856,25 @@ cdef class Rewriter:
                 action = self._public_action(tag, h.eff_vr, &arg)
             if depth == 0 and tag == 0x00080016:
                 self.sop_class_in = bytes(self.buf[vpos:vend])
-            if depth == 0 and tag == 0x00080018:
-                # The File Meta must name the SOP Instance UID the output data set carries (PS3.10 7.1).
-                self.sop_instance_in = bytes(self.buf[vpos:vend])
+            if depth == 0 and (tag == 0x00080018 or tag == 0x00080060 or tag == 0x0020000D or tag == 0x0020000E):
+                # The File Meta must name the SOP Instance UID the output data set carries (PS3.10 7.1); the
+                # output's modality, study and series go to the audit (the values as written, new UIDs).
+                if tag == 0x00080018:
+                    self.sop_instance_in = bytes(self.buf[vpos:vend])
                 before = self.out.length
                 self._apply(pos, vpos, vend, &h, action, arg, explicit, little, depth)
-                if self.out.length > before:
+                if self.out.length > before and not h.seq:
                     before += 12 if explicit and vr_is_long(h.vr) else 8
-                    self.sop_instance_out = PyBytes_FromStringAndSize(<const char*>(self.out.data + before),
-                                                                      self.out.length - before)
+                    written = PyBytes_FromStringAndSize(<const char*>(self.out.data + before),
+                                                        self.out.length - before)
+                    if tag == 0x00080018:
+                        self.sop_instance_out = written
+                    elif tag == 0x00080060:
+                        self.modality_out = written
+                    elif tag == 0x0020000D:
+                        self.study_out = written
+                    else:
+                        self.series_out = written
             else:
                 self._apply(pos, vpos, vend, &h, action, arg, explicit, little, depth)
             pos = vend
@@ -1099,6 +1130,9 @@ cdef class Rewriter:
         self.sop_instance_in = None
         self.sop_instance_out = None
         self.sop_class_in = None
+        self.modality_out = None
+        self.study_out = None
+        self.series_out = None
         if deflated:
             inflated = inflate(data[ds_pos:], path, ds_pos)
             source = inflated
@@ -1109,6 +1143,57 @@ cdef class Rewriter:
             self.base = 0
             self._walk(data, ds_pos, explicit, little, shift_days is None)
         return self._result(source, data, meta, deflated)
+
+    def rewrite_small_file(self, str src not None, str dst not None, str tmp not None, Py_ssize_t limit,
+                           shift_days=None):
+        """One small file end to end, its system calls made here: read ``src`` whole, rewrite it, write the
+        output to ``tmp`` with one ``writev`` and rename it to ``dst`` (the output appears whole or not at all).
+
+        Returns ``(result, input_bytes, output_bytes)``, or None (nothing done) when ``src`` is larger than
+        ``limit``: the caller maps those. ``tmp``'s directory must exist. An unreadable input or a failed write
+        raises OSError (errno and path set; the temporary file removed); a bad file raises MalformedDicom.
+        """
+        cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
+        cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
+        cdef bytes btmp = tmp.encode("utf-8", "surrogateescape")
+        cdef const char* csrc = bsrc
+        cdef int fd, err
+        cdef struct_stat st
+        cdef Py_ssize_t size, got = 0, r
+        cdef char* p
+        cdef bytes data
+        with nogil:
+            fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
+        if fd < 0:
+            _raise_errno(errno, src)
+        try:
+            if fstat(fd, &st) != 0:
+                _raise_errno(errno, src)
+            if not S_ISREG(st.st_mode):
+                raise MalformedDicom(src, 0, "not a regular file")
+            size = st.st_size
+            if size > limit:
+                return None
+            if size == 0:
+                raise MalformedDicom(src, 0, "empty file")
+            data = PyBytes_FromStringAndSize(NULL, size)
+            p = PyBytes_AS_STRING(data)
+            while got < size:
+                with nogil:
+                    r = read(fd, p + got, size - got)
+                if r < 0:
+                    if errno == EINTR:
+                        continue
+                    _raise_errno(errno, src)
+                if r == 0:
+                    break  # the file shrank while it was read: parse what is there (a truncated file fails)
+                got += r
+        finally:
+            close(fd)
+        if got < size:
+            data = data[:got]
+        result = self.rewrite(data, shift_days, src)
+        return result, got, _write_and_rename(result, btmp, bdst, tmp)
 
     cdef _walk(self, const uint8_t[::1] buf, Py_ssize_t pos, bint explicit, bint little, bint find_shift):
         if buf.shape[0] == 0:
@@ -1165,6 +1250,9 @@ cdef class Rewriter:
         res.transfer_syntax = meta.transfer_syntax
         res.sop_instance_uid = sop_instance
         res.sop_class_uid = sop_class
+        res.modality = _strip_uid(self.modality_out)
+        res.study_instance_uid = _strip_uid(self.study_out)
+        res.series_instance_uid = _strip_uid(self.series_out)
         memcpy(res._counts, self.counts, sizeof(self.counts))
         res._touched = PyBytes_FromStringAndSize(<const char*>self.touched.data, self.touched.length)
         if deflated:
@@ -1204,6 +1292,65 @@ cdef class Rewriter:
             if isinstance(new, str):
                 new = new.encode("ascii")
         return new.decode("ascii")
+
+
+cdef int _raise_errno(int err, str path) except -1:
+    raise OSError(err, os.strerror(err), path)
+
+
+cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, str tmp) except -1:
+    """Header, pixels, trailer to ``btmp`` (one writev, a loop for short writes), closed, renamed to ``bdst``.
+    On any failure the temporary file is removed and OSError raised."""
+    cdef Py_buffer views[3]
+    cdef iovec iov[3]
+    cdef int n = 0, i, fd, err = 0
+    cdef Py_ssize_t total = 0, done = 0, r, skip
+    cdef const char* ctmp = btmp
+    cdef const char* cdst = bdst
+    parts = result.parts()
+    for obj in parts:
+        PyObject_GetBuffer(obj, &views[n], PyBUF_SIMPLE)
+        iov[n].iov_base = views[n].buf
+        iov[n].iov_len = views[n].len
+        total += views[n].len
+        n += 1
+    try:
+        with nogil:
+            fd = c_open(ctmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+            if fd < 0:
+                err = errno
+            else:
+                i = 0
+                while done < total:
+                    r = writev(fd, &iov[i], n - i)
+                    if r < 0:
+                        if errno == EINTR:
+                            continue
+                        err = errno
+                        break
+                    if r == 0:
+                        err = EIO  # no progress and no error: give up rather than spin
+                        break
+                    done += r
+                    # Advance past what was written (a short write is rare, but finish it).
+                    while i < n and <Py_ssize_t>iov[i].iov_len <= r:
+                        r -= iov[i].iov_len
+                        i += 1
+                    if i < n and r:
+                        iov[i].iov_base = <char*>iov[i].iov_base + r
+                        iov[i].iov_len -= r
+                if close(fd) != 0 and err == 0:
+                    err = errno
+                if err == 0 and rename(ctmp, cdst) != 0:
+                    err = errno
+                if err != 0:
+                    unlink(ctmp)
+    finally:
+        for i in range(n):
+            PyBuffer_Release(&views[i])
+    if err != 0:
+        _raise_errno(err, tmp)
+    return done
 
 
 cdef str _strip_uid(value):

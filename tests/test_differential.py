@@ -116,6 +116,13 @@ def _check_meta(out: Parsed, parsed: Parsed, elems, result, problems: list[str],
             problems.append(
                 f"{where}: MediaStorageSOPInstanceUID {named!r} (result {result.sop_instance_uid!r})"
             )
+    # The result names the output's own top-level Modality, Study and Series (the audit takes them from it).
+    for tag, name in ((0x00080060, "modality"), (0x0020000D, "study_instance_uid"),
+                      (0x0020000E, "series_instance_uid")):
+        element = find(out.elems, tag)
+        value = element.value if element is not None and isinstance(element.value, bytes) else b""
+        if getattr(result, name) != _strip(value).decode("latin-1"):
+            problems.append(f"{where}: result.{name} {getattr(result, name)!r} != output {_strip(value)!r}")
     if 0x00020000 in meta:
         # PS3.10 7.1: the group length counts every meta element after it; OB uses the 12-byte header.
         body = sum(

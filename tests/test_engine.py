@@ -77,9 +77,8 @@ def test_audit_holds_no_original_identifier(archive, compiled, tmp_path) -> None
 def test_outputs_are_identical_on_ray_and_in_process(archive, compiled, tmp_path, monkeypatch) -> None:
     ray = pytest.importorskip("ray")
     run(archive, tmp_path / "local", compiled, shard_files=4)
-    monkeypatch.setattr(engine, "IN_PROCESS_FILES", 0)
     try:
-        summary = run(archive, tmp_path / "ray", compiled, shard_files=4, workers=2)
+        summary = run(archive, tmp_path / "ray", compiled, shard_files=4, workers=2, force_ray=True)
     finally:
         ray.shutdown()
     assert summary.mode == "ray-local" and summary.written == 30
@@ -252,3 +251,95 @@ def test_dry_run_reports_rules_and_writes_nothing(archive, tmp_path, capsys) -> 
     text = capsys.readouterr().out
     assert "dry run: 3 files" in text and "SOPInstanceUID" in text
     assert not out.exists()
+
+
+# --- one machine, several worker processes -------------------------------------------------------------------
+
+
+def test_local_pool_writes_what_one_process_writes(archive, tmp_path) -> None:
+    """``--workers 2`` on this machine (no Ray): the same outputs, audit rows and re-identification table."""
+    basic = compile_recipe(load_recipe("ps3.15-basic"))  # the native small-file path
+    for name, recipe in (("research", compile_recipe(load_recipe("research"))), ("basic", basic)):
+        one = run(archive, tmp_path / name / "one", recipe, shard_files=4,
+                  reid_table=str(tmp_path / name / "one.reid"))
+        pool = run(archive, tmp_path / name / "pool", recipe, shard_files=4, workers=2,
+                   reid_table=str(tmp_path / name / "pool.reid"))
+        assert one.mode == "in-process" and pool.mode == "local-pool"
+        assert pool.written == 30 and pool.shards == 8
+        assert tree(tmp_path / name / "pool") == tree(tmp_path / name / "one")
+        columns = ["input_digest", "output_path", "sop_instance_uid", "study_instance_uid", "modality", "status"]
+        a = audit.read_audit(tmp_path / name / "one", columns).sort_by("input_digest")
+        b = audit.read_audit(tmp_path / name / "pool", columns).sort_by("input_digest")
+        assert a.equals(b) and a.num_rows == 30
+        from veil.mapping import read_reid_table
+
+        rows = read_reid_table(str(tmp_path / name / "pool.reid"), KEY.material)
+        assert sorted(rows) == sorted(read_reid_table(str(tmp_path / name / "one.reid"), KEY.material))
+        assert any(kind == "SOPInstanceUID" for kind, _, _ in rows)
+
+
+def _dies_once(number, entries):  # type: ignore[no-untyped-def]
+    """A pool shard whose worker process is killed the first time it runs shard 2 (a marker file says so)."""
+    marker = Path(os.environ["VEIL_TEST_MARKER"])
+    if number == 2 and not marker.exists():
+        marker.write_text("died")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return engine._REAL_POOL_SHARD(number, entries)  # type: ignore[attr-defined]
+
+
+def test_local_pool_survives_a_killed_worker(archive, compiled, tmp_path, monkeypatch) -> None:
+    run(archive, tmp_path / "whole", compiled, shard_files=4)
+    monkeypatch.setenv("VEIL_TEST_MARKER", str(tmp_path / "marker"))
+    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", engine._pool_shard, raising=False)
+    monkeypatch.setattr(engine, "_pool_shard", _dies_once)
+    monkeypatch.setattr(engine, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
+    summary = run(archive, tmp_path / "pool", compiled, shard_files=4, workers=2)
+    assert (tmp_path / "marker").exists()  # a worker did die
+    assert summary.written == 30 and summary.shards == 8
+    assert tree(tmp_path / "pool") == tree(tmp_path / "whole")
+    table = audit.read_audit(tmp_path / "pool")
+    assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
+    assert not list((tmp_path / "pool").rglob("*.veil-tmp"))
+
+
+def _always_dies(number, entries):  # type: ignore[no-untyped-def]
+    if number == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return engine._REAL_POOL_SHARD(number, entries)  # type: ignore[attr-defined]
+
+
+def test_local_pool_stops_on_a_shard_that_keeps_killing_its_worker(archive, compiled, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", engine._pool_shard, raising=False)
+    monkeypatch.setattr(engine, "_pool_shard", _always_dies)
+    monkeypatch.setattr(engine, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
+    with pytest.raises(engine.FatalRunError, match="shard 1: its worker process died on each of 3 tries"):
+        run(archive, tmp_path / "pool", compiled, shard_files=4, workers=2)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):  # type: ignore[no-untyped-def]
+    """A real 160 KiB tmpfs (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("recipe_name,workers", [("ps3.15-basic", 1), ("research", 1), ("ps3.15-basic", 2)])
+def test_disk_full_on_a_real_filesystem(archive, small_filesystem, recipe_name, workers) -> None:
+    """A destination that really fills up (no mocks): the run stops with a clear error, every output left is
+    whole, no temporary file is left, and a resume elsewhere is not needed to trust what is there."""
+    recipe = compile_recipe(load_recipe(recipe_name))
+    total = sum(p.stat().st_size for p in archive.rglob("*.dcm"))
+    assert total > 160 * 1024  # the archive cannot fit
+    with pytest.raises(engine.FatalRunError, match="disk full"):
+        run(archive, small_filesystem / "out", recipe, shard_files=4, workers=workers)
+    outputs = [p for p in (small_filesystem / "out").rglob("*.dcm") if ".veil" not in p.parts]
+    for path in outputs:
+        pydicom.dcmread(path)  # every output present is whole
+    assert not list((small_filesystem / "out").rglob("*.veil-tmp"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+import numpy as np
 
 from veil import __version__, audit
 from veil.errors import VeilError
@@ -265,59 +266,68 @@ def process_shard(
     dst = ctx.dst
     rows: list[audit.AuditRow] = []
     reasons: Counter[str] = Counter()
-    actions: Counter[str] = Counter()
     reid: list[tuple[str, bytes, bytes]] = []
     written = quarantined = input_bytes = output_bytes = 0
     recipe = ctx.plan_recipe.recipe
-    recipe_hash = recipe.content_hash
+    recipe_name, recipe_version, recipe_hash = recipe.name, recipe.version, recipe.content_hash
+    run_id, key_id, layout, want_reid = ctx.run_id, ctx.key_id, ctx.layout, ctx.reid
+    no_counts = (0,) * len(audit.ACTION_NAMES)
+    prefix = dst.rstrip(os.sep) + os.sep
+    Row = audit.AuditRow
     for entry in entries:
         # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
         digest = blake3.blake3(os.fsencode(entry.rel), key=audit_key).hexdigest()
         if entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
+        elif layout == "mirror":
+            outcome = worker.deidentify_file(entry.path, prefix + entry.rel, reid=want_reid)
         else:
-            outcome = worker.deidentify_file(entry.path, _destination(dst, entry.rel, ctx.layout), reid=ctx.reid)
+            outcome = worker.deidentify_file(entry.path, _destination(dst, entry.rel, layout), reid=want_reid)
+        destination = outcome.destination
         if outcome.status == "written":
             written += 1
             input_bytes += outcome.input_bytes
             output_bytes += outcome.output_bytes
-            actions.update({k: v for k, v in outcome.counts.items() if v})
-            reid.extend(outcome.reid_pairs)
+            if outcome.reid_pairs:
+                reid.extend(outcome.reid_pairs)
         else:
             quarantined += 1
             reasons[outcome.reason] += 1
             if ctx.quarantine_copy and not entry.error:
                 _quarantine(dst, entry, digest, outcome.reason)
         rows.append(
-            audit.AuditRow(
-                run_id=ctx.run_id,
-                shard=shard,
-                input_digest=digest,
-                input_bytes=outcome.input_bytes or entry.size,
-                output_bytes=outcome.output_bytes,
-                output_path=_relative(outcome.destination, dst),
-                sop_class_uid=outcome.sop_class_uid,
-                modality=outcome.modality,
-                study_instance_uid=outcome.study_instance_uid,
-                series_instance_uid=outcome.series_instance_uid,
-                sop_instance_uid=outcome.sop_instance_uid,
-                key_id=ctx.key_id,
-                recipe_name=recipe.name,
-                recipe_version=recipe.version,
-                recipe_hash=recipe_hash,
-                veil_version=__version__,
-                counts=tuple(outcome.counts.get(name, 0) for name in audit.ACTION_NAMES),
-                pixel_redaction=outcome.pixel_redaction,
-                status=outcome.status,
-                reason=outcome.reason,
-                microseconds=outcome.microseconds,
+            Row(
+                run_id,
+                shard,
+                digest,
+                outcome.input_bytes or entry.size,
+                outcome.output_bytes,
+                (destination[len(prefix):] if destination.startswith(prefix) else _relative(destination, dst))
+                if destination else "",
+                outcome.sop_class_uid,
+                outcome.modality,
+                outcome.study_instance_uid,
+                outcome.series_instance_uid,
+                outcome.sop_instance_uid,
+                key_id,
+                recipe_name,
+                recipe_version,
+                recipe_hash,
+                __version__,
+                outcome.counts_row or no_counts,
+                outcome.pixel_redaction,
+                outcome.status,
+                outcome.reason,
+                outcome.microseconds,
             )
         )
     if reid and reid_sink is not None:
         reid_sink(reid)
     audit.write_shard(Path(dst), shard, rows)
+    totals = np.asarray([row.counts for row in rows], dtype=np.int64).reshape(len(rows), -1).sum(axis=0)
+    actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
-                       dict(reasons), dict(actions), socket.gethostname())
+                       dict(reasons), actions, socket.gethostname())
 
 
 def _relative(path: str | None, dst: str) -> str:
@@ -443,9 +453,12 @@ def run(
             break
     small = head_files <= IN_PROCESS_FILES and head_bytes <= IN_PROCESS_BYTES
     all_shards = _counted(_chain(head, listing), summary)
+    local = options.address is None and not options.force_ray
     actor = None
     try:
-        if options.address is None and not options.force_ray and (options.workers <= 1 or small):
+        if local and options.workers > 1 and not (small and len(head) <= 1):
+            _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, progress)
+        elif local:
             summary.mode = "in-process"
             functions = _local_functions(service)
             for number, entries in all_shards:
@@ -505,6 +518,148 @@ def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyp
     if service is None:
         return None
     return mapping.functions_from_worker_keys(service.worker_keys())
+
+
+# --- one machine: a pool of worker processes ----------------------------------------------------------------
+
+_POOL_STATE: dict[str, object] = {}
+
+
+def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes) -> None:
+    """Runs once in each pool process: the run's context and the worker sub-keys (never the master key)."""
+    from veil import mapping
+
+    _POOL_STATE["ctx"] = ctx
+    _POOL_STATE["functions"] = mapping.functions_from_worker_keys(worker_keys) if worker_keys is not None else None
+    _POOL_STATE["audit_key"] = audit_key
+
+
+def _pool_shard(number: int, entries: list[Entry]) -> tuple[ShardResult, list[tuple[str, bytes, bytes]]]:
+    """One shard in a pool process; the re-identification pairs go back to the driver, which holds the table."""
+    ctx = _POOL_STATE["ctx"]
+    functions = _POOL_STATE["functions"]
+    pairs: list[tuple[str, bytes, bytes]] = []
+    result = process_shard(ctx, number, entries, lambda: functions, _POOL_STATE["audit_key"],  # type: ignore[arg-type]
+                           pairs.extend if ctx.reid else None)  # type: ignore[attr-defined]
+    return result, pairs
+
+
+def _pool_context():  # type: ignore[no-untyped-def]
+    """``fork`` when this process runs no other Python thread and no Ray (the workers start in milliseconds,
+    already holding the imported modules); else ``forkserver``, whose clean server process makes forking safe
+    in a threaded caller (a notebook, a service) at the price of one interpreter start."""
+    import multiprocessing
+    import sys
+    import threading
+
+    ray_module = sys.modules.get("ray")
+    ray_running = ray_module is not None and ray_module.is_initialized()
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 and not ray_running:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["veil.engine"])
+    return context
+
+
+POOL_RETRIES = 3  # a shard whose worker process died is run again this many times before the run stops
+
+
+def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, progress) -> None:  # type: ignore[no-untyped-def]
+    """Shards on ``options.workers`` processes of this machine, at most twice as many in flight as workers.
+
+    A worker process that dies (killed, out of memory) breaks the pool: a new pool is made and the shards that
+    were in flight are run again (each output is a pure function of its input, so a redone shard writes the
+    same bytes); a shard that has killed its worker ``POOL_RETRIES`` times stops the run.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    summary.mode = "local-pool"
+    worker_keys = service.worker_keys() if service is not None else None
+    context = _pool_context()
+    limit = options.max_in_flight or 2 * options.workers
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=options.workers, mp_context=context, initializer=_pool_init,
+                                   initargs=(ctx, worker_keys, audit_key))
+
+    pool = new_pool()
+    in_flight: dict = {}  # future -> (shard number, entries)
+
+    def submit(number: int, entries: list[Entry]) -> None:
+        in_flight[pool.submit(_pool_shard, number, entries)] = (number, entries)
+
+    def record(result: ShardResult, pairs: list[tuple[str, bytes, bytes]]) -> None:
+        if pairs and service is not None:
+            service.record_reid(pairs)
+        summary.add(result)
+        if progress:
+            progress(summary, len(in_flight))
+
+    def isolate(broken: list[tuple[int, list[Entry]]]) -> None:
+        """A broken pool fails every shard in flight: rerun them one at a time on fresh pools, so a shard that
+        kills its worker again is known for certain and the others are not blamed."""
+        nonlocal pool
+        for number, entries in sorted(broken, key=lambda item: item[0]):
+            for attempt in range(1, POOL_RETRIES + 1):
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+                log.warning("shard %d: a worker process died; running it again alone (try %d)", number, attempt)
+                try:
+                    result, pairs = pool.submit(_pool_shard, number, entries).result()
+                except BrokenProcessPool:
+                    continue
+                record(result, pairs)
+                break
+            else:
+                raise FatalRunError(f"shard {number}: its worker process died on each of {POOL_RETRIES} tries "
+                                    "(out of memory? a crash on one of its files?)")
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = new_pool()
+
+    def collect() -> None:
+        finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        broken: list[tuple[int, list[Entry]]] = []
+        for future in finished:
+            number, entries = in_flight.pop(future)
+            try:
+                result, pairs = future.result()
+            except BrokenProcessPool:
+                broken.append((number, entries))
+                continue
+            record(result, pairs)
+        if broken:
+            # Every shard still in flight ran on the broken pool too.
+            broken.extend(in_flight.values())
+            in_flight.clear()
+            isolate(broken)
+
+    try:
+        for number, entries in all_shards:
+            if number in done:
+                summary.shards_resumed += 1
+                continue
+            while len(in_flight) >= limit:
+                collect()
+            submit(number, entries)
+        while in_flight:
+            collect()
+    except BaseException:
+        _stop_pool(pool)  # a fatal error or an interrupt: stop the workers now, their shards are redone on resume
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool) -> None:  # type: ignore[no-untyped-def]
+    """Cancels what has not started and kills the pool's worker processes (a shard cut short leaves at most
+    a temporary file, which its rerun replaces)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progress):  # type: ignore[no-untyped-def]

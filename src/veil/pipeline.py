@@ -19,7 +19,9 @@ from veil import freetext
 from veil._core import Rewriter, RewriteResult, peek
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KeyedFunctions
-from veil.plan import Plan
+from veil.plan import Action, Plan
+
+ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 
 __all__ = ["Deidentifier", "FileOutcome"]
 
@@ -37,7 +39,7 @@ _IDENTIFYING_PEEK_VALUES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileOutcome:
     """What happened to one input: written (with its new identity and counts) or refused with a reason."""
 
@@ -53,11 +55,16 @@ class FileOutcome:
     series_instance_uid: str = ""
     modality: str = ""
     transfer_syntax: str = ""
-    counts: dict[str, int] = field(default_factory=dict)
+    counts_row: tuple[int, ...] = ()  # elements per action, in veil.plan.Action order (empty when not written)
     microseconds: int = 0
     pixel_redaction: bool = False
     # (kind, new value, original value) for re-identification; filled only when asked for, never logged.
     reid_pairs: tuple[tuple[str, bytes, bytes], ...] = field(default=(), repr=False)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Elements per action name (KEEP included), as ``RewriteResult.counts``."""
+        return dict(zip(ACTION_NAMES, self.counts_row, strict=False))
 
 
 # The identifiers a re-identification table maps back (peek key, kind recorded in the table).
@@ -83,6 +90,25 @@ class Deidentifier:
             functions.pseudonym if functions is not None else None,
             functions.date_shift if functions is not None else None,
         )
+        # The native small-file path: plans that need no peek at the file first (free-text cleaning does),
+        # and no pixel work.
+        self._fast = plan.callback is None and pixel_policy is None
+
+    def _small_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int] | None:
+        """The native path for a small input (read, rewrite, writev, rename in the core): the result and the
+        input and output sizes, or None when the input is too large for it."""
+        directory = os.path.dirname(dst) or "."
+        _make_directory(directory)
+        tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
+        try:
+            return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
+        except FileNotFoundError as exc:
+            if exc.filename != tmp:
+                raise
+            # The directory went away since it was made (a cleaned DST in a long-lived worker): make it again.
+            _MADE_DIRECTORIES.discard(directory)
+            _make_directory(directory)
+            return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
 
     def rewrite(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> RewriteResult:
         """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write.
@@ -156,42 +182,73 @@ class Deidentifier:
         """
         started = time.perf_counter_ns()
         src = os.fspath(source)
+        if self._fast and not reid and not callable(destination):
+            destination = os.fspath(destination)
+            try:
+                done = self._small_file(src, destination)
+            except VeilError as exc:
+                reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
+                return FileOutcome(src, None, "quarantined", reason=reason,
+                                   microseconds=(time.perf_counter_ns() - started) // 1000)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise  # disk full stops the run; the partial output was already removed
+                return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
+                                   microseconds=(time.perf_counter_ns() - started) // 1000)
+            if done is not None:
+                result, size, written = done
+                return FileOutcome(src, destination, "written", "", size, written, result.sop_class_uid,
+                                   result.sop_instance_uid, result.study_instance_uid, result.series_instance_uid,
+                                   result.modality, result.transfer_syntax, result.counts_row,
+                                   (time.perf_counter_ns() - started) // 1000)
         try:
-            with open(src, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
+            fd = os.open(src, _READ_FLAGS)
+            mm: mmap.mmap | None = None
+            result: RewriteResult | None = None
+            try:
+                size = os.fstat(fd).st_size
                 if size == 0:
                     raise MalformedDicom(src, 0, "empty file")
                 # Small files: one read, one writev. Large ones: mapped, the pixel tail copied by the kernel.
                 small = size <= SMALL_FILE
-                mm: mmap.mmap | None = None
                 data: bytes | mmap.mmap
                 if small:
-                    data = fh.read()
+                    data = _read_all(fd, size)
                 else:
-                    data = mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                result = None
-                try:
-                    result = self.rewrite(data, src)
-                    info = peek(result.header, src)
-                    dst = destination(info) if callable(destination) else os.fspath(destination)
-                    redacted = self._pixels(data, result, src) if self.pixel_policy is not None else None
-                    if redacted is None:
-                        written = _write_atomically(dst, result, None if small else fh.fileno())
-                    else:
-                        written = _write_bytes_atomically(dst, redacted)
-                    pairs: tuple[tuple[str, bytes, bytes], ...] = ()
-                    if reid:
-                        original = peek(data, src)
-                        pairs = tuple(
-                            (kind, str(info[name]).encode(), str(original[name]).encode())
-                            for name, kind in _REID_VALUES
-                            if original[name] and info[name] != original[name]
-                        )
-                finally:
-                    if result is not None and result.pixels is not None:
-                        result.pixels.release()
-                    if mm is not None:
-                        mm.close()
+                    data = mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                result = self.rewrite(data, src)
+                if callable(destination):
+                    dst = destination({"study_instance_uid": result.study_instance_uid,
+                                       "series_instance_uid": result.series_instance_uid,
+                                       "sop_instance_uid": result.sop_instance_uid,
+                                       "modality": result.modality})
+                else:
+                    dst = os.fspath(destination)
+                redacted = self._pixels(data, result, src) if self.pixel_policy is not None else None
+                if redacted is None:
+                    written = _write_atomically(dst, result, None if small else fd)
+                else:
+                    written = _write_bytes_atomically(dst, redacted)
+                pairs: tuple[tuple[str, bytes, bytes], ...] = ()
+                if reid:
+                    original = peek(data, src)
+                    new = {"patient_id": None, "accession_number": None}
+                    if any(original[name] for name in new):
+                        new.update((k, v) for k, v in peek(result.header, src).items() if k in new)
+                    new.update(study_instance_uid=result.study_instance_uid,
+                               series_instance_uid=result.series_instance_uid,
+                               sop_instance_uid=result.sop_instance_uid)
+                    pairs = tuple(
+                        (kind, str(new[name]).encode(), str(original[name]).encode())
+                        for name, kind in _REID_VALUES
+                        if original[name] and new[name] and new[name] != original[name]
+                    )
+            finally:
+                if result is not None and result.pixels is not None:
+                    result.pixels.release()
+                if mm is not None:
+                    mm.close()
+                os.close(fd)
             return FileOutcome(
                 source=src,
                 destination=dst,
@@ -200,11 +257,11 @@ class Deidentifier:
                 output_bytes=written,
                 sop_class_uid=result.sop_class_uid,
                 sop_instance_uid=result.sop_instance_uid,
-                study_instance_uid=str(info["study_instance_uid"] or ""),
-                series_instance_uid=str(info["series_instance_uid"] or ""),
-                modality=str(info["modality"] or ""),
+                study_instance_uid=result.study_instance_uid,
+                series_instance_uid=result.series_instance_uid,
+                modality=result.modality,
                 transfer_syntax=result.transfer_syntax,
-                counts=result.counts,
+                counts_row=result.counts_row,
                 microseconds=(time.perf_counter_ns() - started) // 1000,
                 reid_pairs=pairs,
                 pixel_redaction=redacted is not None,
@@ -218,6 +275,25 @@ class Deidentifier:
                 raise  # disk full stops the run; the partial output was already removed
             return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
                                microseconds=(time.perf_counter_ns() - started) // 1000)
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole file in one ``read`` (a loop only if the kernel returns less)."""
+    data = os.read(fd, size)
+    if len(data) < size:
+        parts = [data]
+        got = len(data)
+        while got < size:
+            chunk = os.read(fd, size - got)
+            if not chunk:
+                break  # the file shrank while it was read: parse what is there (a truncated file fails)
+            parts.append(chunk)
+            got += len(chunk)
+        data = b"".join(parts)
+    return data
 
 
 # Inputs up to this size are read whole; larger ones are mapped and their pixel tail copied in the kernel.
