@@ -14,10 +14,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/gen_vrtable.py
-	@# Debian packages: Tesseract for burned-in text detection (OCR tests skip without it).
-	command -v tesseract >/dev/null || { command -v apt-get >/dev/null && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr >/dev/null) \
-		|| echo "warning: could not install tesseract-ocr; OCR tests will be skipped"; }
+	@# Debian packages, each where its command is missing: Tesseract for burned-in text detection, dicom3tools
+	@# for dciodvfy, the conformance check of `veil verify` (the tests that need either skip without it).
+	packages=""; \
+	command -v tesseract >/dev/null || packages="$$packages tesseract-ocr"; \
+	command -v dciodvfy >/dev/null || packages="$$packages dicom3tools"; \
+	[ -z "$$packages" ] || { command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
+		|| echo "warning: could not install$$packages; the tests that need them will be skipped"; }
 	$(BIN)/python -m pip install --quiet "cython>=3.0.10" "pydicom>=3.0"
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]"
 	touch $(STAMP)

@@ -1261,8 +1261,12 @@ cdef class Rewriter:
                 dataset = (dataset[:self.out_at_pixels] + bytes(source[self.pixel_start:self.pixel_stop])
                            + dataset[self.out_at_pixels:])
             compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-            res.header = (build_meta(sop_class, sop_instance, meta.transfer_syntax)
-                          + compressor.compress(dataset) + compressor.flush())
+            deflated_stream = compressor.compress(dataset) + compressor.flush()
+            # PS3.5 A.5: an odd-length deflated bit stream gets a single trailing NULL byte (after the end of
+            # the stream, so readers that inflate to the stream's end never see it).
+            if len(deflated_stream) & 1:
+                deflated_stream += b"\x00"
+            res.header = build_meta(sop_class, sop_instance, meta.transfer_syntax) + deflated_stream
             res.pixels = None
             res.pixel_range = None
             res.trailer = b""

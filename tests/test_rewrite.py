@@ -4,6 +4,7 @@ agreement with the pydicom reference lives in test_differential.py)."""
 from __future__ import annotations
 
 import io
+import random
 import zlib
 
 import pydicom
@@ -255,6 +256,26 @@ def test_deflated_output_is_deflated() -> None:
     group_length = int.from_bytes(out[140:144], "little")
     body = zlib.decompress(out[144 + group_length :], -15)
     assert b"DOE^JOHN" not in body and b"MRN0001" not in body
+
+
+def test_odd_length_deflated_stream_is_padded_with_one_null() -> None:
+    """PS3.5 A.5: an odd-length deflated bit stream gets a single trailing NULL byte, after the stream's end."""
+    padded = 0
+    for n in range(16):
+        ds = make_dataset()
+        ds.PixelData = random.Random(n).randbytes(8 + 2 * n)  # incompressible: the stream length varies
+        ds.Rows = 2 + n
+        ds.Columns = 2
+        out = rewrite(encode(ds, DeflatedExplicitVRLittleEndian)).tobytes()
+        group_length = int.from_bytes(out[140:144], "little")
+        stream = out[144 + group_length :]
+        inflater = zlib.decompressobj(-15)
+        body = inflater.decompress(stream)
+        assert inflater.eof and read(out).PixelData == ds.PixelData and body.endswith(ds.PixelData)
+        assert len(stream) % 2 == 0, n
+        assert inflater.unused_data in (b"", b"\x00"), n
+        padded += inflater.unused_data == b"\x00"
+    assert 0 < padded < 16  # both parities of the raw stream were met
 
 
 def test_identifying_values_do_not_survive_anywhere() -> None:

@@ -154,6 +154,18 @@ def test_pydicom_reencodes_each_body_byte_for_byte(modality: str) -> None:
         assert fp.getvalue() == body, syntax.name
 
 
+@pytest.mark.parametrize("modality", ["CT", "MR", "US"])
+def test_deflated_stream_is_complete_and_padded_to_even_length(modality: str) -> None:
+    """PS3.5 A.5: the deflated bit stream ends the file, with one trailing NULL byte where it is odd."""
+    data = synth.instance_bytes(patient=31, series=0, instance=0, instances_per_series=2, modality=modality)
+    assert _read(data).file_meta.TransferSyntaxUID == synth.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    stream = data[_body_offset(data) :]
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflater.decompress(stream)
+    assert inflater.eof and inflater.unused_data in (b"", b"\x00")
+    assert len(stream) % 2 == 0
+
+
 def test_ct_header_is_rich(datasets: dict[str, Dataset]) -> None:
     ds = next(iter(datasets.values()))
     assert len(ds) >= 140

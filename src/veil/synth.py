@@ -23,7 +23,7 @@ any archive's first series and three quarters of all series are the common case)
 * ``n % 4 != 3``: Explicit VR Little Endian (75 %);
 * ``n % 32 == 15``: Explicit VR Big Endian (retired, still met in old archives; about 3 %);
 * ``n % 32 == 31``: Deflated Explicit VR Little Endian (about 3 %); the deflate stream is written here with
-  stored blocks so the bytes do not depend on the zlib build;
+  stored blocks so the bytes do not depend on the zlib build, and padded to even length (PS3.5 A.5);
 * otherwise ``n % 4 == 3``: Implicit VR Little Endian (about 19 %).
 
 Layout: ``OUT/p0001/s01/se01/i0001.dcm`` (1-based, zero-padded, widened for large counts; names carry no
@@ -297,7 +297,8 @@ def _deflate_stored(data: bytes | bytearray) -> bytes:
         out += struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF)
         out += chunk
         if final:
-            return bytes(out)
+            # PS3.5 A.5: an odd-length deflated bit stream is padded with a single trailing NULL byte.
+            return bytes(out + b"\x00" * (len(out) & 1))
 
 
 # --------------------------------------------------------------------------------------------------------------
