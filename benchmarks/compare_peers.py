@@ -16,9 +16,9 @@ Cases:
 Inputs are written under --work and read once into the page cache before each tool runs; outputs go to
 tmpfs (/dev/shm) and are removed after each tool. Every time is the wall time of the tool's own process,
 start-up included (Python imports, Ray start for veil on Ray); veil's in-run rate is shown beside it.
-veil runs twice: as one in-process worker, and on Ray with 2 workers (forced: ``veil run`` keeps a job
-below 5,000 files and 2 GiB in its own process, where starting Ray would cost more than it saves). The peers
-run as shipped: one process each. A missing peer is skipped with the command that installs it.
+veil runs three ways: one worker in its own process (``--workers 1``), 2 worker processes (``--workers 2``,
+the default on one machine) and 2 workers on a local Ray (``--ray``; leave it out with ``--no-ray``). The
+peers run as shipped: one process each. A missing peer is skipped with the command that installs it.
 """
 
 from __future__ import annotations
@@ -37,10 +37,6 @@ from pathlib import Path
 
 from veil.synth import write_archive
 
-FORCE_RAY = (
-    "import sys; from veil import engine; engine.IN_PROCESS_FILES = 0; "
-    "from veil.cli import main; sys.exit(main(sys.argv[1:]))"
-)
 
 # Case (c) runs in a fresh interpreter so its peak RSS is the driver's and nothing else's.
 DRIVER_PROBE = r"""
@@ -135,7 +131,8 @@ RECIPE = "ps3.15-basic"
 
 
 class Bench:
-    def __init__(self, work: Path, out_root: Path) -> None:
+    def __init__(self, work: Path, out_root: Path, ray: bool = True) -> None:
+        self.ray = ray
         self.work = work
         self.out_root = out_root
         self.results: list[Result] = []
@@ -196,7 +193,7 @@ class Bench:
 
     def veil(self, case: str, src: Path, files: int, nbytes: int, shard_files: int | None) -> None:
         # Shards small enough that 2 workers each get several (a 100-file job is one 256-file shard).
-        shard = shard_files or max(1, min(256, files // 8))
+        shard = shard_files or max(1, min(1024, files // 8))
         common = ["--key", str(self.key), "--json", "--quarantine", "list", "--shard-files", str(shard),
                   "--recipe", RECIPE]
         out = self.output("veil-1")
@@ -214,15 +211,28 @@ class Bench:
         out = self.output("veil-2")
         self.record(
             case,
-            "veil run, 2 workers (Ray local)",
+            "veil run, 2 workers (process pool)",
             src,
             files,
             nbytes,
-            [sys.executable, "-c", FORCE_RAY, "run", str(src), str(out), *common, "--workers", "2"],
+            [sys.executable, "-m", "veil.cli", "run", str(src), str(out), *common, "--workers", "2"],
             out,
             self.env,
             veil=True,
         )
+        if self.ray:
+            out = self.output("veil-ray")
+            self.record(
+                case,
+                "veil run, 2 workers (Ray local)",
+                src,
+                files,
+                nbytes,
+                [sys.executable, "-m", "veil.cli", "run", str(src), str(out), *common, "--workers", "2", "--ray"],
+                out,
+                self.env,
+                veil=True,
+            )
 
     def cp(self, case: str, src: Path, files: int, nbytes: int) -> None:
         out = self.output("cp")
@@ -385,8 +395,9 @@ def main() -> None:
     parser.add_argument("--small-files", type=int, help="case (b) files (default 2,000; --full 50,000)")
     parser.add_argument("--listing-entries", type=int, default=1_000_000, help="case (c) entries")
     parser.add_argument(
-        "--shard-files", type=int, help="veil --shard-files (default: files / 8, at most 256)"
+        "--shard-files", type=int, help="veil --shard-files (default: files / 8, at most 1024)"
     )
+    parser.add_argument("--no-ray", action="store_true", help="leave out veil on a local Ray")
     parser.add_argument("--small-rows", type=int, default=64)
     parser.add_argument("--small-cols", type=int, default=48, help="64 x 48, 16-bit: about 12 KB a file")
     parser.add_argument("--work", type=Path, help="where inputs are written (default: a temporary folder)")
@@ -403,7 +414,7 @@ def main() -> None:
     out_root = Path(tempfile.mkdtemp(prefix="veil-bench-out-", dir=args.out))
     global RECIPE
     RECIPE = args.recipe
-    bench = Bench(work, out_root)
+    bench = Bench(work, out_root, ray=not args.no_ray)
     listing_lines: list[str] = []
     print(f"veil compare_peers: inputs in {work}, outputs in {out_root} ({os.cpu_count()} CPUs)", flush=True)
     try:

@@ -185,6 +185,39 @@ def test_files_from_listing(archive, compiled, tmp_path) -> None:
     assert summary.written == 7 and sorted(tree(tmp_path / "out")) == chosen
 
 
+def test_files_from_listing_records_what_cannot_be_read(tmp_path) -> None:
+    """Every kind of listed path: inside (relative, absolute, through an in-SRC symlinked folder), and each
+    way of pointing outside SRC or at nothing, recorded with its reason."""
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "one.dcm").write_bytes(b"x" * 10)
+    (src / "b").symlink_to(src / "a")  # a folder link that stays inside SRC
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.dcm").write_bytes(b"y" * 5)
+    (src / "out-link").symlink_to(outside)  # a folder link out of SRC
+    (src / "a" / "file-link.dcm").symlink_to(outside / "secret.dcm")  # a file link out of SRC
+    (src / "a" / "inner-link.dcm").symlink_to(src / "a" / "one.dcm")  # a file link inside SRC
+    lines = ["a/one.dcm", str(src / "a" / "one.dcm"), "b/one.dcm", "", "../outside/secret.dcm",
+             str(outside / "secret.dcm"), "out-link/secret.dcm", "a/file-link.dcm", "a/inner-link.dcm",
+             "a/missing.dcm", "a"]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    got = [(e.rel, e.size, e.error) for e in engine.list_inputs(str(src), str(listing))]
+    assert got == [
+        ("a/one.dcm", 10, ""),
+        ("a/one.dcm", 10, ""),
+        ("b/one.dcm", 10, ""),
+        ("secret.dcm", 0, "listed path is outside SRC"),
+        ("secret.dcm", 0, "listed path is outside SRC"),
+        ("secret.dcm", 0, "listed path is outside SRC"),
+        ("a/file-link.dcm", 0, "symlink out of SRC"),
+        ("a/inner-link.dcm", 10, ""),
+        ("a/missing.dcm", 0, "vanished before it was read"),
+        ("a", 0, "not a regular file"),
+    ]
+
+
 def test_reid_table_is_encrypted_apart_and_reads_back_with_the_key(archive, tmp_path, capsys) -> None:
     key = tmp_path / "key"
     main(["keygen", str(key)])

@@ -48,21 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    run = sub.add_parser("run", help="de-identify an archive: local Ray by default, a Ray cluster with --address")
+    run = sub.add_parser("run", help="de-identify an archive: worker processes on this machine by default, "
+                                     "Ray with --ray (this machine) or --address (a cluster)")
     run.add_argument("src", type=Path)
     run.add_argument("dst", type=Path)
     run.add_argument("--recipe", default="research", help="recipe name or YAML path (default: research)")
     run.add_argument("--key", type=Path, help="key file (or set VEIL_KEY)")
     run.add_argument("--address", help="Ray cluster address (default: this machine)")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers on this machine")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="worker processes on this machine (default: one per CPU; 1 runs in this process)")
     run.add_argument("--resume", action="store_true", help="skip the shards a previous run finished")
     run.add_argument("--reid-table", type=Path, help="write the encrypted re-identification table here")
     run.add_argument("--files-from", type=Path, help="a listing file, one path a line (relative to SRC)")
     run.add_argument("--layout", choices=("mirror", "study"), default="mirror")
     run.add_argument("--quarantine", choices=("copy", "list"), default="copy",
                      help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
-    run.add_argument("--shard-files", type=int, default=256)
-    run.add_argument("--ray", action="store_true", help="start Ray even for a job small enough for one process")
+    run.add_argument("--shard-files", type=int, default=1024,
+                     help="files per shard: the unit of work, of audit parts and of resume (default 1024)")
+    run.add_argument("--ray", action="store_true",
+                     help="run the workers on a local Ray instead of a process pool (Ray starts in seconds)")
     run.add_argument("--dry-run", action="store_true",
                      help="rewrite a sample in memory and report which rules fired; write nothing")
     run.add_argument("--sample", type=int, default=100, help="files the dry run looks at (default 100)")

@@ -1,7 +1,9 @@
 """The driver of ``veil run``: lazy listing, shards, bounded tasks in flight, resume, quarantine, audit.
 
-One shard function does all the work, whether it runs in this process (small local jobs: no cluster start-up)
-or as a Ray task (``--workers N`` on this machine, or ``--address`` for a cluster). Every output byte is a pure
+One shard function does all the work, wherever it runs: in this process (``--workers 1``, or a job of one
+shard), in a pool of worker processes on this machine (``--workers N``: they start in milliseconds), or as Ray
+tasks (``--ray`` on this machine, ``--address`` on a cluster; Ray costs seconds to start and pays off on a
+cluster). Every output byte is a pure
 function of (input bytes, recipe, key), so a retried or resumed shard writes exactly what it would have; a
 shard is complete when its audit part exists, and ``--resume`` skips those.
 """
@@ -9,6 +11,7 @@ shard is complete when its audit part exists, and ``--resume`` skips those.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import os
@@ -35,9 +38,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RunOptions", "RunSummary", "Entry", "list_inputs", "shards", "run", "FatalRunError"]
 
-# Runs up to this many files (and bytes) stay in this process: starting Ray costs seconds.
-IN_PROCESS_FILES = 5000
-IN_PROCESS_BYTES = 2 << 30
 
 
 class FatalRunError(VeilError):
@@ -65,10 +65,10 @@ class RunOptions:
     files_from: str | None = None
     reid_table: str | None = None
     quarantine_copy: bool = True
-    shard_files: int = 256
+    shard_files: int = 1024
     shard_bytes: int = 256 << 20
     max_in_flight: int = 0  # 0: twice the workers
-    force_ray: bool = False  # start Ray even for a job small enough for this process
+    force_ray: bool = False  # workers on a local Ray rather than a process pool
 
 
 @dataclass
@@ -210,17 +210,50 @@ def _walk(directory: str, rel: str, root: str, ancestors: set[tuple[int, int]]) 
 
 
 def _list_file(root: str, listing: str) -> Iterator[Entry]:
-    with open(listing, encoding="utf-8") as fh:
+    """The lines of a listing file as entries. Each directory is resolved once (listings come grouped by
+    directory), then each file costs one ``lstat``: a plain file under a directory known to be inside SRC is
+    inside SRC; a symlink is resolved in full."""
+    directories: dict[str, str | None] = {}  # directory as listed -> its real path (None: outside SRC)
+    inside = root + os.sep
+    with open(listing, encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             path = line.rstrip("\n")
             if not path.strip():
                 continue
             full = path if os.path.isabs(path) else os.path.join(root, path)
-            rel = os.path.relpath(os.path.realpath(full), root) if os.path.isabs(path) else path
-            if rel.startswith(".."):
+            folder, name = os.path.split(full)
+            real_folder = directories.get(folder, "")
+            if real_folder == "":
+                real_folder = os.path.realpath(folder)
+                if real_folder != root and not real_folder.startswith(inside):
+                    real_folder = None
+                if len(directories) > 65536:
+                    directories.clear()
+                directories[folder] = real_folder
+            if real_folder is None:
                 yield Entry(full, os.path.basename(full), error="listed path is outside SRC")
                 continue
-            yield _entry(full, rel, root)
+            if os.path.isabs(path):
+                rel = os.path.join(real_folder[len(inside):], name) if real_folder != root else name
+            else:
+                rel = os.path.normpath(path)  # as listed (through an in-SRC symlinked folder too)
+                if rel.startswith(".."):
+                    yield Entry(full, os.path.basename(full), error="listed path is outside SRC")
+                    continue
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                yield Entry(full, rel, error="vanished before it was read")
+                continue
+            except OSError as exc:
+                yield Entry(full, rel, error=f"cannot stat: {exc.strerror}")
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                yield _entry(full, rel, root)
+            elif stat.S_ISREG(st.st_mode):
+                yield Entry(full, rel, st.st_size)
+            else:
+                yield Entry(full, rel, error="not a regular file")
 
 
 def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, list[Entry]]]:
@@ -442,21 +475,13 @@ def run(
         key_id=key.key_id if key else "",
     )
     listing = shards(list_inputs(options.src, options.files_from), shard_files, shard_bytes)
-    # Look ahead: a small local job stays in this process.
-    head: list[tuple[int, list[Entry]]] = []
-    head_files = head_bytes = 0
-    for item in listing:
-        head.append(item)
-        head_files += len(item[1])
-        head_bytes += sum(e.size for e in item[1])
-        if head_files > IN_PROCESS_FILES or head_bytes > IN_PROCESS_BYTES:
-            break
-    small = head_files <= IN_PROCESS_FILES and head_bytes <= IN_PROCESS_BYTES
+    # Look ahead one shard: a job of one shard has nothing to share out, it stays in this process.
+    head: list[tuple[int, list[Entry]]] = list(itertools.islice(listing, 2))
     all_shards = _counted(_chain(head, listing), summary)
     local = options.address is None and not options.force_ray
     actor = None
     try:
-        if local and options.workers > 1 and not (small and len(head) <= 1):
+        if local and options.workers > 1 and len(head) > 1:
             _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, progress)
         elif local:
             summary.mode = "in-process"
