@@ -37,7 +37,6 @@ from pathlib import Path
 
 from veil.synth import write_archive
 
-
 # Case (c) runs in a fresh interpreter so its peak RSS is the driver's and nothing else's.
 DRIVER_PROBE = r"""
 import json, resource, sys, time
