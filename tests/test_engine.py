@@ -142,15 +142,36 @@ def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path
     assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
 
 
-def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path) -> None:
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> None:
+    """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
+    outputs, one audit row per input, and a re-identification table with every row of an uninterrupted run."""
+    from veil.keys import load_key
+    from veil.mapping import journal_dir, read_reid_table
+
     src = tmp_path / "in"
     write_archive(src, patients=20, series_per_study=2, instances_per_series=10, seed=9)  # 400 files
     key = tmp_path / "key"
     main(["keygen", str(key)])
     base = [sys.executable, "-m", "veil.cli", "run", str(src)]
-    opts = ["--key", str(key), "--shard-files", "4", "--workers", "1"]
-    assert subprocess.run(base + [str(tmp_path / "whole")] + opts, capture_output=True).returncode == 0
-    proc = subprocess.Popen(base + [str(tmp_path / "killed")] + opts, stdout=subprocess.DEVNULL,
+    opts = ["--key", str(key), "--shard-files", "4", "--workers", str(workers)]
+    whole = ["--reid-table", str(tmp_path / "whole.reid")]
+    killed = ["--reid-table", str(tmp_path / "killed.reid")]
+    done = subprocess.run(base + [str(tmp_path / "whole")] + opts + whole, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    proc = subprocess.Popen(base + [str(tmp_path / "killed")] + opts + killed, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     parts = tmp_path / "killed" / ".veil" / "audit"
     deadline = time.time() + 60
@@ -158,14 +179,26 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path) -> None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while _processes_naming(str(tmp_path / "killed")) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _processes_naming(str(tmp_path / "killed")), "a worker outlived its killed driver"
     finished = len(audit.completed_shards(tmp_path / "killed"))
     assert 10 <= finished < 100, "the kill must land mid-run"
-    resumed = subprocess.run(base + [str(tmp_path / "killed")] + opts + ["--resume"], capture_output=True)
+    assert not (tmp_path / "killed.reid").exists() and journal_dir(tmp_path / "killed.reid").is_dir()
+    missing = subprocess.run(base + [str(tmp_path / "killed")] + opts + ["--resume"], capture_output=True)
+    assert missing.returncode == EXIT_FATAL and b"--reid-table" in missing.stderr
+    resumed = subprocess.run(base + [str(tmp_path / "killed")] + opts + killed + ["--resume"], capture_output=True)
     assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     assert tree(tmp_path / "killed") == tree(tmp_path / "whole")
     assert not list((tmp_path / "killed").rglob("*.veil-tmp"))
     table = audit.read_audit(tmp_path / "killed")
     assert table.num_rows == 400 and len(set(table.column("input_digest").to_pylist())) == 400
+    project = load_key(key)
+    rows = read_reid_table(tmp_path / "killed.reid", project)
+    assert sorted(rows) == sorted(read_reid_table(tmp_path / "whole.reid", project))
+    assert sum(1 for kind, _, _ in rows if kind == "SOPInstanceUID") == 400
+    assert not journal_dir(tmp_path / "killed.reid").exists()
 
 
 def test_study_layout_names_outputs_by_new_uids(archive, compiled, tmp_path) -> None:

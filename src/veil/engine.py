@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import stat
 import time
@@ -292,7 +293,7 @@ def process_shard(
     entries: list[Entry],
     functions_source: Callable[[], KeyedFunctions | None],
     audit_key: bytes,
-    reid_sink: Callable[[list[tuple[str, bytes, bytes]]], object] | None = None,
+    reid_sink: Callable[[int, list[tuple[str, bytes, bytes]]], object] | None = None,
 ) -> ShardResult:
     """De-identifies one shard's files and writes its audit part (last: its presence marks completion)."""
     worker = _deidentifier(ctx, functions_source)
@@ -355,7 +356,7 @@ def process_shard(
             )
         )
     if reid and reid_sink is not None:
-        reid_sink(reid)
+        reid_sink(shard, reid)  # journaled before the audit part marks the shard done
     audit.write_shard(Path(dst), shard, rows)
     totals = np.asarray([row.counts for row in rows], dtype=np.int64).reshape(len(rows), -1).sum(axis=0)
     actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
@@ -443,6 +444,8 @@ def run(
     shard_files = int(previous.get("shard_files", options.shard_files))
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
     done = audit.completed_shards(dst) if options.resume else set()
+    if previous.get("reid_table") and not options.reid_table and done:
+        raise FatalRunError("this run keeps a re-identification table: resume it with --reid-table (the same path)")
     service = mapping.KeyService(
         key.material if key else bytes(32),
         compiled.pseudonym_pattern,
@@ -463,8 +466,12 @@ def run(
         "shard_bytes": shard_bytes,
         "started": previous.get("started", started),
         "status": "running",
+        "reid_table": bool(options.reid_table) or bool(previous.get("reid_table")),
     }
     audit.write_manifest(dst, manifest)
+    reid_table = os.path.realpath(options.reid_table) if options.reid_table and key is not None else None
+    if reid_table is not None and service is not None:
+        service.set_journal(reid_table)
     ctx = ShardContext(
         run_id=run_id,
         dst=str(dst),
@@ -490,7 +497,7 @@ def run(
                 if number in done:
                     summary.shards_resumed += 1
                     continue
-                sink = service.record_reid if service is not None else None
+                sink = (lambda n, pairs: service.record_reid(pairs, n)) if service is not None else None
                 summary.add(process_shard(ctx, number, entries, lambda: functions, audit_key, sink))
                 if progress:
                     progress(summary, None)
@@ -550,23 +557,49 @@ def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyp
 _POOL_STATE: dict[str, object] = {}
 
 
-def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes) -> None:
-    """Runs once in each pool process: the run's context and the worker sub-keys (never the master key)."""
+def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer: object, journal: str | None) -> None:
+    """Runs once in each pool process: the run's context and the worker sub-keys (never the master key), and
+    where the run keeps a re-identification table, the journal folder and the sub-key that seals its parts."""
     from veil import mapping
 
+    _die_with_parent()
     _POOL_STATE["ctx"] = ctx
     _POOL_STATE["functions"] = mapping.functions_from_worker_keys(worker_keys) if worker_keys is not None else None
     _POOL_STATE["audit_key"] = audit_key
+    _POOL_STATE["sealer"] = sealer
+    _POOL_STATE["journal"] = journal
+
+
+def _die_with_parent() -> None:
+    """A pool process ends when the process that started it does (Linux ``PR_SET_PDEATHSIG``): a driver killed
+    with SIGKILL leaves no worker behind to go on writing into DST while ``--resume`` runs."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the pool's own checks still stop idle workers once the driver is gone
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _pool_shard(number: int, entries: list[Entry]) -> tuple[ShardResult, list[tuple[str, bytes, bytes]]]:
-    """One shard in a pool process; the re-identification pairs go back to the driver, which holds the table."""
+    """One shard in a pool process; its re-identification rows are sealed into the journal by this process,
+    before its audit part (the driver merges the journal into the table at the end)."""
+    from veil import mapping
+
     ctx = _POOL_STATE["ctx"]
     functions = _POOL_STATE["functions"]
-    pairs: list[tuple[str, bytes, bytes]] = []
+    sealer, journal = _POOL_STATE["sealer"], _POOL_STATE["journal"]
+
+    def sink(shard: int, pairs: list[tuple[str, bytes, bytes]]) -> None:
+        mapping.write_reid_part(journal, shard, pairs, sealer)  # type: ignore[arg-type]
+
     result = process_shard(ctx, number, entries, lambda: functions, _POOL_STATE["audit_key"],  # type: ignore[arg-type]
-                           pairs.extend if ctx.reid else None)  # type: ignore[attr-defined]
-    return result, pairs
+                           sink if ctx.reid and journal is not None else None)  # type: ignore[attr-defined]
+    return result, []
 
 
 def _pool_context():  # type: ignore[no-untyped-def]
@@ -599,14 +632,18 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from veil import mapping
+
     summary.mode = "local-pool"
     worker_keys = service.worker_keys() if service is not None else None
+    sealer = service.reid_sealer() if service is not None and ctx.reid else None
+    journal = str(mapping.journal_dir(os.path.realpath(options.reid_table))) if sealer is not None else None
     context = _pool_context()
     limit = options.max_in_flight or 2 * options.workers
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=options.workers, mp_context=context, initializer=_pool_init,
-                                   initargs=(ctx, worker_keys, audit_key))
+                                   initargs=(ctx, worker_keys, audit_key, sealer, journal))
 
     pool = new_pool()
     in_flight: dict = {}  # future -> (shard number, entries)
@@ -706,6 +743,8 @@ def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progres
             key.material, ctx.plan_recipe.pseudonym_pattern, ctx.plan_recipe.shift_range,
             name=f"veil-keys-{ctx.run_id}",
         )
+        if ctx.reid and options.reid_table:
+            ray.get(actor.set_journal.remote(os.path.realpath(options.reid_table)))
     ctx_ref = ray.put(ctx)
     task = ray.remote(_ray_shard).options(max_retries=3, retry_exceptions=False)
     in_flight: dict = {}
@@ -745,9 +784,9 @@ def _ray_shard(ctx: ShardContext, number: int, entries: list[Entry], actor, audi
     def functions() -> KeyedFunctions | None:
         return mapping.worker_functions(actor) if actor is not None else None
 
-    def sink(pairs: list[tuple[str, bytes, bytes]]) -> object:
+    def sink(shard: int, pairs: list[tuple[str, bytes, bytes]]) -> object:
         import ray
 
-        return ray.get(actor.record_reid.remote(pairs))  # recorded before the shard counts as done
+        return ray.get(actor.record_reid.remote(pairs, shard))  # journaled before the shard counts as done
 
     return process_shard(ctx, number, entries, functions, audit_key, sink if actor is not None and ctx.reid else None)

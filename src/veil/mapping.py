@@ -14,6 +14,11 @@ Re-identification table file (never inside the output tree)::
 The first 17 bytes are the associated data, so the header cannot be altered either. The AES key is
 ``Key(material).subkey("reid-table")`` (BLAKE3 derive_key, context ``veil 2026-11 reid-table``). The JSON is
 ``{"rows": [[kind, new, original], ...]}``, sorted; a value that is not UTF-8 is written as ``{"b64": ...}``.
+
+Journal: while a run goes on, each shard's rows are sealed the same way into ``TABLE.journal/shard-N.bin``
+(beside the table, so apart from SRC and DST too) *before* the shard's audit part marks it done; at the end of
+the run the table is rewritten as the union of the table already there, every journal part and the rows in
+memory, and the journal removed. So a run killed and resumed loses no row, and a table only grows.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ __all__ = [
     "functions_from_worker_keys",
     "get_or_create_actor",
     "read_reid_table",
+    "ReidSealer",
+    "journal_dir",
+    "write_reid_part",
     "worker_functions",
     "REID_MAGIC",
     "REID_VERSION",
@@ -112,6 +120,38 @@ class WorkerKeys:
         return out
 
 
+@dataclass(frozen=True)
+class ReidSealer:
+    """The one sub-key that seals re-identification journal parts (``reid-table``), for worker processes on
+    the driver's machine that write their shard's part themselves. It answers ``key_id`` and
+    ``subkey("reid-table")`` only."""
+
+    key_id: str
+    reid_key: bytes = field(repr=False)
+
+    def subkey(self, purpose: str) -> bytes:
+        if purpose != "reid-table":
+            raise KeyError_(f"a re-identification sealer holds no {purpose!r} sub-key")
+        return self.reid_key
+
+
+def journal_dir(table: PathLike) -> Path:
+    """``TABLE.journal``: the per-shard parts of a re-identification table still being written."""
+    target = Path(table)
+    return target.with_name(target.name + ".journal")
+
+
+def write_reid_part(journal: PathLike, shard: int, pairs: Sequence[tuple[str, bytes, bytes]],
+                    sealer: Key | ReidSealer) -> Path:
+    """Seals one shard's (kind, new, original) rows into ``journal/shard-N.bin`` (atomic, mode 0600)."""
+    folder = Path(journal)
+    folder.mkdir(mode=0o700, parents=False, exist_ok=True)
+    rows = sorted({(kind, _normalise(new), _normalise(original)) for kind, new, original in pairs})
+    target = folder / f"shard-{shard:08d}.bin"
+    _write_atomic(target, _seal(rows, cast(Key, sealer)))
+    return target
+
+
 def functions_from_worker_keys(keys: WorkerKeys) -> KeyedFunctions:
     """The same ``KeyedFunctions`` as ``KeyedFunctions(Key(master), ...)``, built without the master key.
 
@@ -138,8 +178,9 @@ class KeyService:
     on) and an actor restarted by Ray comes back without a key, refusing work rather than starting an empty
     table.
 
-    State lives in memory only. Reloading it from an existing table when a run resumes is not done yet, so a
-    resumed run's table holds only the rows of the shards it processed, and its counters start again at 1.
+    Rows live in memory and, per shard, in the table's journal (:meth:`set_journal`); :meth:`write_reid_table`
+    merges them with the table already on disk, so a resumed run's table holds every row. Counter numbers
+    live in memory only: a resumed run's counters start again at 1.
     """
 
     def __init__(
@@ -160,6 +201,7 @@ class KeyService:
         self._counters: dict[str, dict[bytes, int]] = {}
         self._counter_format: dict[str, tuple[str, int]] = {}
         self._workers_served = 0
+        self._journal: Path | None = None
         if key_material is not None:
             self.load_key(key_material)
 
@@ -205,16 +247,32 @@ class KeyService:
             self._collisions += 1
             logger.warning("re-identification table: a %s pseudonym stands for more than one original", kind)
 
-    def record_reid(self, pairs: Sequence[tuple[str, bytes, bytes]]) -> int:
+    def record_reid(self, pairs: Sequence[tuple[str, bytes, bytes]], shard: int | None = None) -> int:
         """Adds (kind, new, original) rows, e.g. ``("PatientID", b"SUBJ-000001", b"12345")``; deduplicated
-        after removing DICOM padding. Returns the number of rows in the table."""
-        self._require_key()
+        after removing DICOM padding. With ``shard`` and a journal (:meth:`set_journal`), the shard's rows are
+        also sealed into the journal before this returns. Returns the number of rows in the table."""
+        key = self._require_key()
         with self._lock:
             for kind, new, original in pairs:
                 if not isinstance(kind, str) or not kind:
                     raise ValueError(f"re-identification kind must be a non-empty string, not {kind!r}")
                 self._add_row(kind, _normalise(new), _normalise(original))
-            return len(self._rows)
+            count = len(self._rows)
+        if shard is not None and self._journal is not None and pairs:
+            write_reid_part(self._journal, shard, pairs, key)
+        return count
+
+    def set_journal(self, table: PathLike) -> str:
+        """Journal this run's rows beside ``table`` (an absolute path); returns the journal folder."""
+        if not Path(table).is_absolute():
+            raise ReidTableError(f"{table}: the re-identification table needs absolute paths")
+        self._journal = journal_dir(table)
+        return str(self._journal)
+
+    def reid_sealer(self) -> ReidSealer:
+        """The sealing sub-key for worker processes of this machine that journal their own shards."""
+        key = self._require_key()
+        return ReidSealer(key.key_id, key.subkey("reid-table"))
 
     def counter_pseudonyms(self, kind: str, values: Sequence[bytes], prefix: str, width: int) -> list[bytes]:
         """``prefix`` + a zero-padded number per value (``SUBJ-000123``), one call per shard.
@@ -285,9 +343,21 @@ class KeyService:
                 raise ReidTableError(
                     f"{target}: the re-identification table is never written inside {forbidden}"
                 )
+        journal = journal_dir(target)
+        parts = sorted(journal.glob("shard-*.bin")) if journal.is_dir() else []
+        earlier: list[tuple[str, str, str]] = []
+        for source in ([target] if target.exists() else []) + parts:
+            earlier.extend(read_reid_table(source, key))  # another key's table or a damaged part: refused
         with self._lock:
+            for kind, new, original in earlier:
+                self._add_row(kind, new.encode("utf-8", "surrogateescape"),
+                              original.encode("utf-8", "surrogateescape"))
             rows = sorted(self._rows)
         _write_atomic(target, _seal(rows, key))
+        for part in parts:
+            part.unlink()
+        with contextlib.suppress(OSError):
+            journal.rmdir()
         logger.info("re-identification table: %d rows written (key %s)", len(rows), key.key_id)
         return len(rows)
 
