@@ -186,6 +186,9 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     finished = len(audit.completed_shards(tmp_path / "killed"))
     assert 10 <= finished < 100, "the kill must land mid-run"
     assert not (tmp_path / "killed.reid").exists() and journal_dir(tmp_path / "killed.reid").is_dir()
+    # What a kill can leave half-written (names as audit._atomic_file and mapping._write_atomic make them).
+    (parts / ".part-00000099.parquet.4242-0123456789ab.tmp").write_bytes(b"PAR1 half")
+    (journal_dir(tmp_path / "killed.reid") / ".shard-00000099.bin.x1y2.tmp").write_bytes(b"half")
     missing = subprocess.run(base + [str(tmp_path / "killed")] + opts + ["--resume"], capture_output=True)
     assert missing.returncode == EXIT_FATAL and b"--reid-table" in missing.stderr
     resumed = subprocess.run(base + [str(tmp_path / "killed")] + opts + killed + ["--resume"], capture_output=True)
@@ -199,6 +202,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     assert sorted(rows) == sorted(read_reid_table(tmp_path / "whole.reid", project))
     assert sum(1 for kind, _, _ in rows if kind == "SOPInstanceUID") == 400
     assert not journal_dir(tmp_path / "killed.reid").exists()
+    assert not list((tmp_path / "killed" / ".veil").rglob("*.tmp"))
 
 
 def test_study_layout_names_outputs_by_new_uids(archive, compiled, tmp_path) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "input_digest",
     "counts_from_mapping",
     "write_shard",
+    "sweep_temporaries",
     "completed_shards",
     "read_audit",
     "read_actions",
@@ -260,6 +261,20 @@ def _atomic_file(final: Path) -> Iterator[Any]:
             os.unlink(tmp)
         raise
     _fsync_dir(final.parent)
+
+
+def sweep_temporaries(dst: Path) -> int:
+    """Removes the temporary files a killed run left in ``DST/.veil`` (audit parts and the manifest half
+    written); call it only when no other run writes into DST. Returns how many were removed."""
+    removed = 0
+    folder = veil_dir(Path(dst))
+    for pattern in (".part-*.parquet.*.tmp", ".manifest.json.*.tmp"):
+        for directory in (folder, audit_dir(Path(dst))):
+            for stray in directory.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    stray.unlink()
+                    removed += 1
+    return removed
 
 
 def _counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:

@@ -444,6 +444,8 @@ def run(
     shard_files = int(previous.get("shard_files", options.shard_files))
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
     done = audit.completed_shards(dst) if options.resume else set()
+    if options.resume:
+        audit.sweep_temporaries(dst)  # what the killed run was half-way through writing
     if previous.get("reid_table") and not options.reid_table and done:
         raise FatalRunError("this run keeps a re-identification table: resume it with --reid-table (the same path)")
     service = mapping.KeyService(

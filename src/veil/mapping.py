@@ -356,6 +356,10 @@ class KeyService:
         _write_atomic(target, _seal(rows, key))
         for part in parts:
             part.unlink()
+        if journal.is_dir():
+            for stray in journal.glob(".shard-*.tmp"):  # half-written parts of a killed run
+                with contextlib.suppress(OSError):
+                    stray.unlink()
         with contextlib.suppress(OSError):
             journal.rmdir()
         logger.info("re-identification table: %d rows written (key %s)", len(rows), key.key_id)
