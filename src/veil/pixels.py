@@ -270,7 +270,7 @@ def _frame_index(frames: Sequence[int] | None, count: int) -> slice | list[int] 
 
 
 def _assign(arr: np.ndarray, layout: PixelLayout, regions: Sequence[Region], frames: Sequence[int] | None,
-            fill: int, keep: Sequence[Region] | None) -> int:
+            fill: int | tuple[int, ...], keep: Sequence[Region] | None) -> int:
     """Blanks regions (and, with ``keep``, everything outside it) in ``arr`` of shape (..., F, R, C, S)."""
     index = _frame_index(frames, layout.number_of_frames)
     if index is None:
@@ -300,7 +300,7 @@ def redact_native(
     regions: Sequence[Region],
     frames: Sequence[int] | None = None,
     *,
-    fill: int = 0,
+    fill: int | tuple[int, ...] = 0,
     keep: Sequence[Region] | None = None,
 ) -> int:
     """Blanks ``regions`` (x, y, width, height) of the listed frames (None: all) in a writable buffer of native
@@ -487,7 +487,7 @@ def redact_file(
             _expand_ybr_full_422(ds, path)
         layout = _layout(ds, _NATIVE_SYNTAXES[str(syntax)], path)
         buffer = bytearray(ds.PixelData)
-        redact_native(buffer, layout, regions, frames, fill=fill, keep=keep)
+        redact_native(buffer, layout, regions, frames, fill=_fill_for(ds, layout, fill), keep=keep)
         thumbnail = _thumbnail(buffer, layout, frames, str(ds.get("PhotometricInterpretation", "")))
         ds.PixelData = bytes(buffer)
     else:
@@ -503,6 +503,15 @@ def redact_file(
     boxes = tuple((f, *region) for f in listed for region in regions)
     return Redaction(out.getvalue(), boxes, keep or (), thumbnail, layout.rows, layout.columns,
                      str(ds.file_meta.TransferSyntaxUID))
+
+
+def _fill_for(ds: Dataset, layout: PixelLayout, fill: int) -> int | tuple[int, int, int]:
+    """The fill as stored: in YBR colour (PS3.3 C.7.6.3.1.2) black is Y = fill with Cb = Cr at mid-range,
+    not all three zero (which would paint the boxes green)."""
+    if layout.samples_per_pixel == 3 and str(ds.get("PhotometricInterpretation", "")).strip().startswith("YBR"):
+        mid = 1 << (int(ds.get("BitsStored", layout.bits_allocated) or layout.bits_allocated) - 1)
+        return fill, mid, mid
+    return fill
 
 
 def _expand_ybr_full_422(ds: Dataset, path: str) -> None:
