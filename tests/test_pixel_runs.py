@@ -97,3 +97,77 @@ def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> No
     assert not left & {"JOHN", "DOE", "12345678"}
     assert "ABDOMEN" in left
     assert audit.read_audit(out).column("pixel_redaction").to_pylist() == [True]
+
+
+# --- the audit's pixel records ----------------------------------------------------------------------------
+
+
+def test_pixel_records_link_to_their_audit_rows_and_show_the_image_after(inputs, tmp_path, capsys) -> None:
+    src, key, arr = inputs
+    recipe = site_recipe(tmp_path, "  at_risk: flag\n  rules:\n"
+                                   "    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    records = audit.read_pixel_records(out)
+    assert list(records) == [0] and len(records[0]) == 1
+    (record,) = records[0]
+    row = audit.read_audit(out).to_pylist()[record.row]
+    assert row["output_path"] == "acme.dcm" and row["pixel_redaction"]
+    assert record.boxes == ((-1, 0, 0, 10, 5),) and (record.rows, record.columns) == (LAYOUT.rows, LAYOUT.columns)
+    # The thumbnail is the output image (48x32: no shrinking needed), stretched to 8 bits: the box is black.
+    after = pixels_of(out / "acme.dcm").astype(np.float64)
+    expected = ((after - after.min()) * (255.0 / (after.max() - after.min()))).astype(np.uint8)
+    assert record.thumbnail is not None and np.array_equal(record.thumbnail, expected)
+    review = audit.review_image(record)
+    assert review.shape == (*expected.shape, 3) and (review[0, :11] == (255, 0, 0)).all()  # the box, outlined
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "1 instances redacted (burned-in text), 1 with boxes and thumbnails in .veil/audit/pixels.zarr" in text
+
+
+def test_a_shard_rewritten_without_redactions_loses_its_pixel_records(tmp_path) -> None:
+    from veil.pixels import Redaction
+
+    def row(pixel_redaction: bool) -> audit.AuditRow:
+        return audit.AuditRow("run", 3, "ab" * 16, 1, 1, "x.dcm", "1.2", "OT", "1.3", "1.4", "1.5", "k", "r", "1", "h",
+                              "0", (0,) * len(audit.ACTION_NAMES), pixel_redaction, "written", "", 1)
+
+    redaction = Redaction(b"", ((0, 1, 2, 3, 4),), ((5, 6, 7, 8),), np.full((20, 128), 7, np.uint8), 40, 256)
+    record = audit.PixelRecord.from_redaction(1, redaction)
+    audit.write_shard(tmp_path, 3, [row(False), row(True)], [record])
+    (back,) = audit.read_pixel_records(tmp_path, 3)[3]
+    assert back == record and np.array_equal(back.thumbnail, redaction.thumbnail)
+    with pytest.raises(ValueError, match="no such row"):
+        audit.write_shard(tmp_path, 3, [row(False), row(False)], [record])
+    audit.write_shard(tmp_path, 3, [row(False)])
+    assert audit.read_pixel_records(tmp_path) == {}
+
+
+def test_detected_text_is_not_in_the_audit_thumbnail(tmp_path) -> None:
+    """The audit holds no PHI: the thumbnail is made after redaction, so OCR reads no name or ID in it, nor in
+    the review image, while the same image before redaction would show them (the planted words are large)."""
+    from veil import ocr
+
+    if not ocr.available():
+        pytest.skip("tesseract-ocr / pytesseract not installed")
+    from test_ocr import planted, words
+
+    arr = planted(8)
+    layout = PixelLayout(rows=arr.shape[1], columns=arr.shape[2], samples_per_pixel=1, bits_allocated=8)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "sc.dcm").write_bytes(make_file(layout, arr, Modality="SC", PatientName="DOE^JOHN", PatientID="12345678"))
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", site_recipe(tmp_path, "  at_risk: detect\n"),
+                 "--key", str(key)]) == EXIT_OK
+    ((record,),) = audit.read_pixel_records(out).values()
+    assert max(record.thumbnail.shape) == 128 and record.boxes
+    from PIL import Image
+
+    before = np.asarray(Image.fromarray(arr[0, :, :, 0]).resize(record.thumbnail.shape[::-1], Image.Resampling.BOX))
+    assert {"JOHN", "DOE"} & words(before[None])  # a before-thumbnail of this size would leak
+    assert not {"JOHN", "DOE", "12345678"} & words(record.thumbnail[None])
+    assert not {"JOHN", "DOE", "12345678"} & words(audit.review_image(record)[None])

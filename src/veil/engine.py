@@ -264,6 +264,7 @@ def process_shard(
     worker = _deidentifier(ctx, functions_source)
     dst = ctx.dst
     rows: list[audit.AuditRow] = []
+    pixel_records: list[audit.PixelRecord] = []
     reasons: Counter[str] = Counter()
     actions: Counter[str] = Counter()
     reid: list[tuple[str, bytes, bytes]] = []
@@ -288,6 +289,8 @@ def process_shard(
             reasons[outcome.reason] += 1
             if ctx.quarantine_copy and not entry.error:
                 _quarantine(dst, entry, digest, outcome.reason)
+        if outcome.pixel_record is not None:
+            pixel_records.append(audit.PixelRecord.from_redaction(len(rows), outcome.pixel_record))
         rows.append(
             audit.AuditRow(
                 run_id=ctx.run_id,
@@ -315,7 +318,7 @@ def process_shard(
         )
     if reid and reid_sink is not None:
         reid_sink(reid)
-    audit.write_shard(Path(dst), shard, rows)
+    audit.write_shard(Path(dst), shard, rows, pixel_records)
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
                        dict(reasons), dict(actions), socket.gethostname())
 
