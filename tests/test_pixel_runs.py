@@ -171,3 +171,39 @@ def test_detected_text_is_not_in_the_audit_thumbnail(tmp_path) -> None:
     assert {"JOHN", "DOE"} & words(before[None])  # a before-thumbnail of this size would leak
     assert not {"JOHN", "DOE", "12345678"} & words(record.thumbnail[None])
     assert not {"JOHN", "DOE", "12345678"} & words(audit.review_image(record)[None])
+
+
+def _us_file(layout: PixelLayout, arr: np.ndarray, regions: bool, **extra) -> bytes:
+    from pydicom.dataset import Dataset
+
+    if regions:
+        item = Dataset()
+        item.RegionLocationMinX0, item.RegionLocationMinY0, item.RegionLocationMaxX1, item.RegionLocationMaxY1 = 8, 6, 39, 25
+        item.RegionSpatialFormat, item.RegionDataType, item.RegionFlags = 1, 1, 0
+        extra["SequenceOfUltrasoundRegions"] = [item]
+    return make_file(layout, arr, Modality="US", **extra)
+
+
+def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_no(tmp_path) -> None:
+    """research's ultrasound rule keeps only the data regions; an image without them is decided as if no rule
+    named it: at risk, the recipe's policy (quarantine here, so no OCR runs), and kept where it says NO."""
+    arr = make_pixels(LAYOUT, seed=2)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "regions.dcm").write_bytes(_us_file(LAYOUT, arr, True, BurnedInAnnotation="NO"))
+    (src / "unknown.dcm").write_bytes(_us_file(LAYOUT, arr, False, BurnedInAnnotation="YES"))
+    (src / "says_no.dcm").write_bytes(_us_file(LAYOUT, arr, False, BurnedInAnnotation="NO"))
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    recipe = site_recipe(tmp_path, "  at_risk: quarantine\n")
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_QUARANTINED
+    assert not (out / "unknown.dcm").exists()
+    frame = arr.reshape(LAYOUT.rows, LAYOUT.columns)
+    assert (pixels_of(out / "says_no.dcm") == frame).all()
+    kept = pixels_of(out / "regions.dcm")
+    mask = np.zeros(frame.shape, bool)
+    mask[6:26, 8:40] = True
+    assert (kept[mask] == frame[mask]).all() and (kept[~mask] == 0).all()
+    ((record,),) = audit.read_pixel_records(out).values()
+    assert record.kept == ((8, 6, 32, 20),) and record.boxes == ()

@@ -422,3 +422,35 @@ def test_a_recipe_selects_the_lossless_output(tmp_path) -> None:
     assert load_recipe(write_recipe(tmp_path, "output: jpeg2000\n")).pixels.output == "jpeg2000"
     with pytest.raises(RecipeError, match="not one of"):
         load_recipe(write_recipe(tmp_path, "output: jpeg\n"))
+
+
+def test_images_at_risk_include_localisers_fluoroscopy_photographs_and_endoscopy() -> None:
+    assert at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\LOCALIZER"})
+    assert not at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\AXIAL"})
+    assert not at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\LOCALIZER", "burned_in_annotation": "NO"})
+    assert at_risk({"modality": "RF"}) and at_risk({"modality": "XC"})
+    assert at_risk({"modality": "OT", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.1.1"})  # video endoscopic
+    assert not at_risk({"modality": "MR"}) and not at_risk({"modality": "SM", "burned_in_annotation": None})
+
+
+def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
+    """Two pixels share one Cb, Cr pair (PS3.3 C.7.6.3.1.2): expanded to YBR_FULL without a colour
+    conversion, so every sample outside the box keeps its value, and the box is YBR black (Y 0, Cb Cr 128)."""
+    layout = PixelLayout(8, 12, 3, 8)
+    rng = np.random.default_rng(5)
+    full = rng.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
+    full[:, 1::2, 1:] = full[:, 0::2, 1:]  # chroma shared by each pair of pixels
+    packed = np.empty((8, 6, 4), np.uint8)
+    packed[..., 0], packed[..., 1] = full[:, 0::2, 0], full[:, 1::2, 0]
+    packed[..., 2], packed[..., 3] = full[:, 0::2, 1], full[:, 0::2, 2]
+    ds = pydicom.dcmread(io.BytesIO(make_file(layout, full[None])))
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = packed.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    out = pydicom.dcmread(io.BytesIO(redact_file_bytes(buffer.getvalue(), [(2, 1, 4, 3)])))
+    assert out.PhotometricInterpretation == "YBR_FULL" and out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    after = np.frombuffer(out.PixelData, np.uint8).reshape(8, 12, 3)
+    mask = inside(layout, [(2, 1, 4, 3)])[0]
+    assert np.array_equal(after[~mask], full[~mask])
+    assert (after[mask] == (0, 128, 128)).all()

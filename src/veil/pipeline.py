@@ -112,8 +112,8 @@ class Deidentifier:
         Rules match the input's header signature (the output may no longer name the manufacturer). Images at
         risk that no rule names are detected with OCR, redacted whole, quarantined or only flagged, as the
         policy says; OCR that cannot run fails closed (the file is quarantined). An ultrasound data-region rule
-        on an image that describes no data regions falls to that same at-risk policy: the rule says the image
-        carries text, and detection can find it where the regions cannot say where it is not.
+        on an image that describes no data regions is decided as if no rule named it (at risk unless it says
+        BurnedInAnnotation NO): detection can find the text where no data region says where it is not.
         """
         from veil import ocr, pixels
 
@@ -125,7 +125,7 @@ class Deidentifier:
         fill, output = policy.fill, policy.output  # type: ignore[attr-defined]
         if (decision.action == "redact" and decision.rule is not None and decision.rule.ultrasound_regions
                 and not decision.rule.regions and not pixels.ultrasound_data_regions(result.header, path)):
-            decision = pixels.PixelDecision(policy.at_risk)  # type: ignore[attr-defined]
+            decision = pixels.PixelDecision(policy.at_risk if pixels.at_risk(info) else "keep")  # type: ignore[attr-defined]
         if decision.action in ("keep", "flag"):
             return None
         if decision.action == "redact":
