@@ -99,3 +99,35 @@ def test_philips_band_lies_outside_the_data_regions_and_is_blank(research_pixels
     band = (slice(None), slice(0, 60), slice(None))  # rows 0-59: date, time, "Philips Healthcare"
     assert before[band].std() > 0  # there is something in the band ...
     assert (after[band] == 0).all()  # ... and nothing after
+
+
+def test_veil_run_records_the_redactions_in_the_audit(research_pixels, tmp_path) -> None:
+    """Through ``veil run --recipe research``: the same outputs as the per-file path above, each redacted
+    instance marked in its Parquet row and given a pixel record (boxes or kept regions, a thumbnail)."""
+    import shutil
+
+    from conftest import CORPUS_ROOT
+    from veil import audit
+    from veil.cli import EXIT_OK, main
+
+    names = ["dwv/data/gdcm-CT-MONO2-8-abdo.dcm", "dcm4che/dcm4che-test-data/src/main/resources/YBR_422.dcm"]
+    src = tmp_path / "in"
+    for i, name in enumerate(names):
+        (src / str(i)).mkdir(parents=True)
+        shutil.copy(CORPUS_ROOT / name, src / str(i) / "image.dcm")
+    key = tmp_path / "key"
+    key.write_bytes(bytes(range(32)))  # corpus_pixels.TEST_KEY: the outputs must be byte for byte the same
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", "research", "--key", str(key)]) == EXIT_OK
+    rows = audit.read_audit(out).to_pylist()
+    records = {(shard, r.row): r for shard, recs in audit.read_pixel_records(out).items() for r in recs}
+    for i, name in enumerate(names):
+        (row,) = [r for r in rows if r["output_path"] == f"{i}/image.dcm"]
+        index = [r["input_digest"] for r in rows if r["shard"] == row["shard"]].index(row["input_digest"])
+        assert row["pixel_redaction"] and row["status"] == "written"
+        expected = research_pixels[name].redaction
+        assert (out / row["output_path"]).read_bytes() == expected.data
+        record = records[(row["shard"], index)]  # the row's index in its shard's part
+        assert (record.boxes, record.kept) == (expected.boxes, expected.kept)
+        assert record.thumbnail is not None and max(record.thumbnail.shape) == 128
