@@ -430,7 +430,8 @@ def test_images_at_risk_include_localisers_fluoroscopy_photographs_and_endoscopy
     assert not at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\LOCALIZER", "burned_in_annotation": "NO"})
     assert at_risk({"modality": "RF"}) and at_risk({"modality": "XC"})
     assert at_risk({"modality": "OT", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.1.1"})  # video endoscopic
-    assert not at_risk({"modality": "MR"}) and not at_risk({"modality": "SM", "burned_in_annotation": None})
+    assert not at_risk({"modality": "MR"}) and not at_risk({"modality": "MG", "burned_in_annotation": None})
+    assert at_risk({"modality": "SM"})  # slide labels: the name and accession number photographed
 
 
 def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
@@ -454,3 +455,10 @@ def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
     mask = inside(layout, [(2, 1, 4, 3)])[0]
     assert np.array_equal(after[~mask], full[~mask])
     assert (after[mask] == (0, 128, 128)).all()
+
+
+def test_the_modalities_at_risk_are_those_veil_profile_reports() -> None:
+    from veil.pixels import AT_RISK_MODALITIES
+    from veil.profile import BURNED_IN_MODALITIES
+
+    assert AT_RISK_MODALITIES == BURNED_IN_MODALITIES

@@ -61,13 +61,17 @@ log = logging.getLogger(__name__)
 
 Region = tuple[int, int, int, int]  # x, y, width, height (columns, rows)
 
-# Modalities and SOP classes known to carry burned-in text: ultrasound, secondary capture, X-ray angiography and
-# radiofluoroscopy, endoscopy, external-camera photography (video endoscopy, dermatology), other; the secondary
-# capture classes of PS3.4 B.5 (1.2.840.10008.5.1.4.1.1.7[.1-4]) and the visible light classes (endoscopic,
-# microscopic, photographic images and video, 1.2.840.10008.5.1.4.1.1.77.1.*). Localisers (ImageType value 3
-# LOCALIZER, PS3.3 C.8.2.1.1.1) of any modality are at risk too: scanners annotate them with the patient's
-# name, dates and the planned slices.
-AT_RISK_MODALITIES = frozenset({"US", "SC", "XA", "RF", "ES", "XC", "OT"})
+# Modalities known to carry burned-in text (PS3.3 C.7.3.1.1.1 defined terms), the same set ``veil profile``
+# reports (veil.profile.BURNED_IN_MODALITIES; a test keeps the two equal): ultrasound and intravascular
+# ultrasound, secondary capture, X-ray angiography and radiofluoroscopy, endoscopy, external-camera, ophthalmic,
+# intra-oral and general microscopy photography, whole slide microscopy (slide labels), panoramic X-ray,
+# documents, diaphanography, other. With them the secondary capture classes of PS3.4 B.5
+# (1.2.840.10008.5.1.4.1.1.7[.1-4]) and the visible light classes (endoscopic, microscopic, photographic images
+# and video, 1.2.840.10008.5.1.4.1.1.77.1.*). Localisers (ImageType value 3 LOCALIZER, PS3.3 C.8.2.1.1.1) of
+# any modality are at risk too: scanners annotate them with the patient's name, dates and planned slices.
+AT_RISK_MODALITIES = frozenset(
+    {"US", "IVUS", "SC", "XA", "RF", "ES", "OT", "XC", "GM", "OP", "DOC", "PX", "IO", "SM", "DG"}
+)
 _AT_RISK_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.77.1.")
 CLEAN_PIXEL_DATA_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 
@@ -131,8 +135,8 @@ def match_rule(policy: PixelPolicy, info: Mapping[str, Any]) -> PixelRule | None
 
 def at_risk(info: Mapping[str, Any]) -> bool:
     """Whether an image may carry burned-in text: BurnedInAnnotation YES, or (unless it says NO) a modality or
-    SOP class known for it (ultrasound, secondary capture, angiography, endoscopy, photography, other) or a
-    localiser. CT, MR, PET slices and the like are not: their scanners do not burn text into the image."""
+    SOP class known for it (:data:`AT_RISK_MODALITIES`: ultrasound, secondary capture, angiography, endoscopy,
+    photography, slide microscopy, documents, other) or a localiser. CT, MR, PET slices and the like are not: their scanners do not burn text into the image."""
     burned = _text(info.get("burned_in_annotation")).upper()
     if burned == "YES":
         return True
