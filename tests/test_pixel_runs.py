@@ -207,3 +207,19 @@ def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_
     assert (kept[mask] == frame[mask]).all() and (kept[~mask] == 0).all()
     ((record,),) = audit.read_pixel_records(out).values()
     assert record.kept == ((8, 6, 32, 20),) and record.boxes == ()
+
+
+def test_research_quarantines_an_image_at_risk_when_ocr_cannot_run(inputs, tmp_path, monkeypatch) -> None:
+    """Fail closed: ``research`` detects text in images at risk; without tesseract it cannot, so the image is
+    quarantined with the reason, never written unexamined. An image not at risk is written as before."""
+    from veil import ocr
+
+    src, key, arr = inputs  # two OT images (at risk, BurnedInAnnotation YES)
+    (src / "ct.dcm").write_bytes(make_file(LAYOUT, arr, Modality="CT", BurnedInAnnotation="NO",
+                                           SOPClassUID="1.2.840.10008.5.1.4.1.1.2"))
+    monkeypatch.setattr(ocr, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", "research", "--key", str(key)]) == EXIT_QUARANTINED
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["ct.dcm"]
+    reasons = {row["status"]: row["reason"] for row in audit.read_audit(out).to_pylist()}
+    assert "OCR (tesseract) is not available" in reasons["quarantined"]
