@@ -121,3 +121,11 @@ def shift_days() -> int:
 @pytest.fixture(scope="session")
 def plans() -> dict[str, Plan]:
     return PLANS
+
+
+@pytest.fixture(scope="session")
+def research_pixels(corpus_root: Path):  # type: ignore[no-untyped-def]
+    """What ``research`` does to the pixels of each corpus image it does not simply keep (OCR runs once)."""
+    from corpus_pixels import research_pixel_cases
+
+    return research_pixel_cases()

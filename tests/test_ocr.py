@@ -73,3 +73,13 @@ def test_identical_frames_are_recognised_once(monkeypatch) -> None:
 def test_identifier_tokens_cover_name_parts_and_date_orders() -> None:
     tokens = ocr.identifier_tokens(["DOE^JOHN", "20240102", None])
     assert {"DOE", "JOHN", "DOEJOHN", "20240102", "02012024", "01022024"} <= tokens
+
+
+def test_a_date_written_in_words_is_redacted_whole_and_other_numbers_stay() -> None:
+    def box(x: int, text: str, y: int = 10) -> ocr.TextBox:
+        return ocr.TextBox(0, x, y, 10 * len(text), 10, text, 90.0)
+
+    line = [box(0, "Fri"), box(40, "Apr"), box(80, "30"), box(110, "06:27:24"), box(200, "1993"), box(260, "3D")]
+    other = [box(0, "Ex:", y=40), box(40, "30", y=40), box(0, "kV", y=80), box(30, "120", y=80)]
+    regions = ocr.regions_to_redact(line + other, [], margin=0)
+    assert sorted(regions[0]) == sorted(b.region for b in line[:5])  # "3D" and the other lines' numbers stay

@@ -97,3 +97,129 @@ def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> No
     assert not left & {"JOHN", "DOE", "12345678"}
     assert "ABDOMEN" in left
     assert audit.read_audit(out).column("pixel_redaction").to_pylist() == [True]
+
+
+# --- the audit's pixel records ----------------------------------------------------------------------------
+
+
+def test_pixel_records_link_to_their_audit_rows_and_show_the_image_after(inputs, tmp_path, capsys) -> None:
+    src, key, arr = inputs
+    recipe = site_recipe(tmp_path, "  at_risk: flag\n  rules:\n"
+                                   "    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    records = audit.read_pixel_records(out)
+    assert list(records) == [0] and len(records[0]) == 1
+    (record,) = records[0]
+    row = audit.read_audit(out).to_pylist()[record.row]
+    assert row["output_path"] == "acme.dcm" and row["pixel_redaction"]
+    assert record.boxes == ((-1, 0, 0, 10, 5),) and (record.rows, record.columns) == (LAYOUT.rows, LAYOUT.columns)
+    # The thumbnail is the output image (48x32: no shrinking needed), stretched to 8 bits: the box is black.
+    after = pixels_of(out / "acme.dcm").astype(np.float64)
+    expected = ((after - after.min()) * (255.0 / (after.max() - after.min()))).astype(np.uint8)
+    assert record.thumbnail is not None and np.array_equal(record.thumbnail, expected)
+    review = audit.review_image(record)
+    assert review.shape == (*expected.shape, 3) and (review[0, :11] == (255, 0, 0)).all()  # the box, outlined
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "1 instances redacted (burned-in text), 1 with boxes and thumbnails in .veil/audit/pixels.zarr" in text
+
+
+def test_a_shard_rewritten_without_redactions_loses_its_pixel_records(tmp_path) -> None:
+    from veil.pixels import Redaction
+
+    def row(pixel_redaction: bool) -> audit.AuditRow:
+        return audit.AuditRow("run", 3, "ab" * 16, 1, 1, "x.dcm", "1.2", "OT", "1.3", "1.4", "1.5", "k", "r", "1", "h",
+                              "0", (0,) * len(audit.ACTION_NAMES), pixel_redaction, "written", "", 1)
+
+    redaction = Redaction(b"", ((0, 1, 2, 3, 4),), ((5, 6, 7, 8),), np.full((20, 128), 7, np.uint8), 40, 256)
+    record = audit.PixelRecord.from_redaction(1, redaction)
+    audit.write_shard(tmp_path, 3, [row(False), row(True)], [record])
+    (back,) = audit.read_pixel_records(tmp_path, 3)[3]
+    assert back == record and np.array_equal(back.thumbnail, redaction.thumbnail)
+    with pytest.raises(ValueError, match="no such row"):
+        audit.write_shard(tmp_path, 3, [row(False), row(False)], [record])
+    audit.write_shard(tmp_path, 3, [row(False)])
+    assert audit.read_pixel_records(tmp_path) == {}
+
+
+def test_detected_text_is_not_in_the_audit_thumbnail(tmp_path) -> None:
+    """The audit holds no PHI: the thumbnail is made after redaction, so OCR reads no name or ID in it, nor in
+    the review image, while the same image before redaction would show them (the planted words are large)."""
+    from veil import ocr
+
+    if not ocr.available():
+        pytest.skip("tesseract-ocr / pytesseract not installed")
+    from test_ocr import planted, words
+
+    arr = planted(8)
+    layout = PixelLayout(rows=arr.shape[1], columns=arr.shape[2], samples_per_pixel=1, bits_allocated=8)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "sc.dcm").write_bytes(make_file(layout, arr, Modality="SC", PatientName="DOE^JOHN", PatientID="12345678"))
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", site_recipe(tmp_path, "  at_risk: detect\n"),
+                 "--key", str(key)]) == EXIT_OK
+    ((record,),) = audit.read_pixel_records(out).values()
+    assert max(record.thumbnail.shape) == 128 and record.boxes
+    from PIL import Image
+
+    before = np.asarray(Image.fromarray(arr[0, :, :, 0]).resize(record.thumbnail.shape[::-1], Image.Resampling.BOX))
+    assert {"JOHN", "DOE"} & words(before[None])  # a before-thumbnail of this size would leak
+    assert not {"JOHN", "DOE", "12345678"} & words(record.thumbnail[None])
+    assert not {"JOHN", "DOE", "12345678"} & words(audit.review_image(record)[None])
+
+
+def _us_file(layout: PixelLayout, arr: np.ndarray, regions: bool, **extra) -> bytes:
+    from pydicom.dataset import Dataset
+
+    if regions:
+        item = Dataset()
+        item.RegionLocationMinX0, item.RegionLocationMinY0, item.RegionLocationMaxX1, item.RegionLocationMaxY1 = 8, 6, 39, 25
+        item.RegionSpatialFormat, item.RegionDataType, item.RegionFlags = 1, 1, 0
+        extra["SequenceOfUltrasoundRegions"] = [item]
+    return make_file(layout, arr, Modality="US", **extra)
+
+
+def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_no(tmp_path) -> None:
+    """research's ultrasound rule keeps only the data regions; an image without them is decided as if no rule
+    named it: at risk, the recipe's policy (quarantine here, so no OCR runs), and kept where it says NO."""
+    arr = make_pixels(LAYOUT, seed=2)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "regions.dcm").write_bytes(_us_file(LAYOUT, arr, True, BurnedInAnnotation="NO"))
+    (src / "unknown.dcm").write_bytes(_us_file(LAYOUT, arr, False, BurnedInAnnotation="YES"))
+    (src / "says_no.dcm").write_bytes(_us_file(LAYOUT, arr, False, BurnedInAnnotation="NO"))
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    recipe = site_recipe(tmp_path, "  at_risk: quarantine\n")
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_QUARANTINED
+    assert not (out / "unknown.dcm").exists()
+    frame = arr.reshape(LAYOUT.rows, LAYOUT.columns)
+    assert (pixels_of(out / "says_no.dcm") == frame).all()
+    kept = pixels_of(out / "regions.dcm")
+    mask = np.zeros(frame.shape, bool)
+    mask[6:26, 8:40] = True
+    assert (kept[mask] == frame[mask]).all() and (kept[~mask] == 0).all()
+    ((record,),) = audit.read_pixel_records(out).values()
+    assert record.kept == ((8, 6, 32, 20),) and record.boxes == ()
+
+
+def test_research_quarantines_an_image_at_risk_when_ocr_cannot_run(inputs, tmp_path, monkeypatch) -> None:
+    """Fail closed: ``research`` detects text in images at risk; without tesseract it cannot, so the image is
+    quarantined with the reason, never written unexamined. An image not at risk is written as before."""
+    from veil import ocr
+
+    src, key, arr = inputs  # two OT images (at risk, BurnedInAnnotation YES)
+    (src / "ct.dcm").write_bytes(make_file(LAYOUT, arr, Modality="CT", BurnedInAnnotation="NO",
+                                           SOPClassUID="1.2.840.10008.5.1.4.1.1.2"))
+    monkeypatch.setattr(ocr, "available", lambda: False)
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", "research", "--key", str(key)]) == EXIT_QUARANTINED
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["ct.dcm"]
+    reasons = {row["status"]: row["reason"] for row in audit.read_audit(out).to_pylist()}
+    assert "OCR (tesseract) is not available" in reasons["quarantined"]

@@ -12,7 +12,13 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from veil.errors import MalformedDicom, RecipeError
 from veil.pixels import (
@@ -218,7 +224,7 @@ def test_existing_method_codes_are_kept_and_the_clean_pixel_code_added_once() ->
 
 @pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_jpeg_gdcm.dcm", "JPGExtended.dcm",
                                   "JPEG2000.dcm", "MR_small_jpeg_ls_lossless.dcm", "SC_rgb_rle_2frame.dcm"])
-def test_compressed_input_is_decoded_redacted_and_written_as_rle(name: str) -> None:
+def test_compressed_input_is_decoded_redacted_and_written_losslessly(name: str) -> None:
     path = get_testdata_file(name)
     if path is None:
         pytest.skip(f"{name} not available")
@@ -227,13 +233,15 @@ def test_compressed_input_is_decoded_redacted_and_written_as_rle(name: str) -> N
     lossy = original.file_meta.TransferSyntaxUID.is_compressed and original.file_meta.TransferSyntaxUID not in (
         "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.5")
     regions = [(2, 3, 10, 5), (20, 20, 8, 8)]
-    for output, syntax in (("rle", RLELossless), ("uncompressed", ExplicitVRLittleEndian)):
+    for output, syntax in (("rle", RLELossless), ("uncompressed", ExplicitVRLittleEndian),
+                           ("jpeg-ls", JPEGLSLossless), ("jpeg2000", "1.2.840.10008.1.2.4.90")):
         out = pydicom.dcmread(io.BytesIO(redact_file_bytes(open(path, "rb").read(), regions, output=output)))
         assert out.file_meta.TransferSyntaxUID == syntax
         layout = PixelLayout.from_dataset(out)
         assert_redacted(before, as_frames(out), inside(layout, regions), 0)
         if original.SamplesPerPixel == 3:
-            assert out.PhotometricInterpretation == "RGB" and out.PlanarConfiguration == 0
+            rct = output == "jpeg2000" and out.PhotometricInterpretation == "YBR_RCT"  # reversible: RGB to readers
+            assert (out.PhotometricInterpretation == "RGB" or rct) and out.PlanarConfiguration == 0
         assert (out.get("LossyImageCompression") == "01") == lossy
         assert out.SOPInstanceUID == original.SOPInstanceUID
 
@@ -357,3 +365,100 @@ def test_native_fast_path_after_the_header_rewrite() -> None:
     assert out.BurnedInAnnotation == "NO"
     assert CLEAN_PIXEL_DATA_CODE[0] in [c.CodeValue for c in out.DeidentificationMethodCodeSequence]
     assert_redacted(before, as_frames(out), inside(layout, [(4, 4, 64, 10)]), 0)
+
+
+# --- lossless JPEG-family outputs -------------------------------------------------------------------------
+
+LOSSLESS_OUTPUTS = [("jpeg-ls", "1.2.840.10008.1.2.4.80"), ("jpeg2000", "1.2.840.10008.1.2.4.90")]
+
+
+@pytest.mark.parametrize(("output", "syntax"), LOSSLESS_OUTPUTS, ids=[o for o, _ in LOSSLESS_OUTPUTS])
+@pytest.mark.parametrize("layout", [PixelLayout(40, 50, 1, 8), PixelLayout(40, 50, 1, 16, number_of_frames=3),
+                                    PixelLayout(40, 50, 3, 8), PixelLayout(40, 50, 3, 8, number_of_frames=2)],
+                         ids=["u8", "u16x3", "rgb", "rgbx2"])
+def test_compressed_input_round_trips_through_a_lossless_jpeg_output(output, syntax, layout) -> None:
+    before = make_pixels(layout)
+    data = make_file(layout, before, RLELossless)
+    regions = [(4, 4, 20, 10), (30, 25, 40, 40)]
+    out = pydicom.dcmread(io.BytesIO(redact_file_bytes(data, regions, output=output)))
+    assert out.file_meta.TransferSyntaxUID == syntax
+    assert_redacted(before, as_frames(out), inside(layout, regions), 0)
+    assert "LossyImageCompression" not in out  # lossless in, lossless out: no lossy history added
+    assert (out.Rows, out.Columns, out.BitsAllocated, out.SamplesPerPixel) == (40, 50, layout.bits_allocated,
+                                                                               layout.samples_per_pixel)
+    assert int(out.get("NumberOfFrames", 1)) == layout.number_of_frames
+    if layout.samples_per_pixel == 3:
+        # Colour stays RGB to the reader (JPEG 2000 may store it with the reversible colour transform).
+        assert out.PhotometricInterpretation in ("RGB", "YBR_RCT") and out.PlanarConfiguration == 0
+
+
+@pytest.mark.parametrize(("output", "syntax"), LOSSLESS_OUTPUTS, ids=[o for o, _ in LOSSLESS_OUTPUTS])
+def test_a_lossy_input_keeps_its_lossy_history_in_a_lossless_output(output, syntax) -> None:
+    path = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm")
+    if path is None:
+        pytest.skip("SC_rgb_jpeg_dcmtk.dcm not available")
+    original = pydicom.dcmread(path)
+    before = as_frames(original)
+    out = pydicom.dcmread(io.BytesIO(redact_file_bytes(open(path, "rb").read(), [(2, 3, 10, 5)], output=output)))
+    assert out.file_meta.TransferSyntaxUID == syntax
+    assert out.LossyImageCompression == "01"  # once lossy, always lossy (PS3.3 C.7.6.1.1.5)
+    assert out.LossyImageCompressionMethod == original.get("LossyImageCompressionMethod", "ISO_10918_1")
+    assert_redacted(before, as_frames(out), inside(PixelLayout.from_dataset(out), [(2, 3, 10, 5)]), 0)
+
+
+def test_an_encoder_that_is_not_installed_makes_the_file_malformed_not_half_done(monkeypatch) -> None:
+    """Where the encoder plugin is missing (pyjpegls not installed) the file is refused, never written
+    uncompressed or left as it was without saying so."""
+    import veil.pixels
+
+    monkeypatch.setitem(veil.pixels._ENCODINGS, "jpeg-ls", (JPEGLSLossless, "not-installed"))
+    layout = PixelLayout(16, 16, 1, 16)
+    data = make_file(layout, make_pixels(layout), RLELossless)
+    with pytest.raises(MalformedDicom, match="cannot encode JPEG-LS Lossless"):
+        redact_file_bytes(data, [(0, 0, 4, 4)], output="jpeg-ls")
+
+
+def test_a_recipe_selects_the_lossless_output(tmp_path) -> None:
+    assert load_recipe(write_recipe(tmp_path, "output: jpeg2000\n")).pixels.output == "jpeg2000"
+    with pytest.raises(RecipeError, match="not one of"):
+        load_recipe(write_recipe(tmp_path, "output: jpeg\n"))
+
+
+def test_images_at_risk_include_localisers_fluoroscopy_photographs_and_endoscopy() -> None:
+    assert at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\LOCALIZER"})
+    assert not at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\AXIAL"})
+    assert not at_risk({"modality": "CT", "image_type": "ORIGINAL\\PRIMARY\\LOCALIZER", "burned_in_annotation": "NO"})
+    assert at_risk({"modality": "RF"}) and at_risk({"modality": "XC"})
+    assert at_risk({"modality": "OT", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.77.1.1.1"})  # video endoscopic
+    assert not at_risk({"modality": "MR"}) and not at_risk({"modality": "MG", "burned_in_annotation": None})
+    assert at_risk({"modality": "SM"})  # slide labels: the name and accession number photographed
+
+
+def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
+    """Two pixels share one Cb, Cr pair (PS3.3 C.7.6.3.1.2): expanded to YBR_FULL without a colour
+    conversion, so every sample outside the box keeps its value, and the box is YBR black (Y 0, Cb Cr 128)."""
+    layout = PixelLayout(8, 12, 3, 8)
+    rng = np.random.default_rng(5)
+    full = rng.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
+    full[:, 1::2, 1:] = full[:, 0::2, 1:]  # chroma shared by each pair of pixels
+    packed = np.empty((8, 6, 4), np.uint8)
+    packed[..., 0], packed[..., 1] = full[:, 0::2, 0], full[:, 1::2, 0]
+    packed[..., 2], packed[..., 3] = full[:, 0::2, 1], full[:, 0::2, 2]
+    ds = pydicom.dcmread(io.BytesIO(make_file(layout, full[None])))
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = packed.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    out = pydicom.dcmread(io.BytesIO(redact_file_bytes(buffer.getvalue(), [(2, 1, 4, 3)])))
+    assert out.PhotometricInterpretation == "YBR_FULL" and out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    after = np.frombuffer(out.PixelData, np.uint8).reshape(8, 12, 3)
+    mask = inside(layout, [(2, 1, 4, 3)])[0]
+    assert np.array_equal(after[~mask], full[~mask])
+    assert (after[mask] == (0, 128, 128)).all()
+
+
+def test_the_modalities_at_risk_are_those_veil_profile_reports() -> None:
+    from veil.pixels import AT_RISK_MODALITIES
+    from veil.profile import BURNED_IN_MODALITIES
+
+    assert AT_RISK_MODALITIES == BURNED_IN_MODALITIES

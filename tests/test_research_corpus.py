@@ -11,7 +11,8 @@ outputs); the oracle is pydicom, reading both sides. Checked:
 4. no identifying value of the file (names, IDs, birth date, institution, addresses, phone, station,
    serial) appears anywhere in the output header bytes, including private, nested and UN elements and the
    inflated data set of a deflated file;
-5. technical attributes and Pixel Data are unchanged;
+5. technical attributes and Pixel Data are unchanged, except where ``research``'s pixel policy redacts
+   burned-in text: there every pixel outside the recorded boxes is unchanged (corpus_pixels.py);
 6. the output is deterministic for a key, and another key gives other pseudonyms and UIDs.
 
 Files the core refuses (``MalformedDicom``) are skipped here; ``test_differential.py`` covers them.
@@ -37,8 +38,10 @@ import pytest
 from pydicom.charset import encode_string
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from conftest import CORPUS_ROOT, corpus_file_list
+from corpus_pixels import unchanged_outside_and_blank_inside
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
@@ -745,24 +748,49 @@ def _raw_pixels(ds: Dataset, pad: bool = False) -> dict[int, bytes]:
     return {tag: v + b"\x00" if pad and len(v) % 2 else v for tag, v in pixels.items()}
 
 
+# What a redaction may change in the pixel module: a compressed input is written in the recipe's lossless
+# syntax, decoded colour as RGB, native YBR_FULL_422 expanded to YBR_FULL (veil.pixels.redact_file).
+LOSSLESS_OUTPUTS = (RLELossless, JPEGLSLossless, JPEG2000Lossless, ExplicitVRLittleEndian)
+_REDACTION_PHOTOMETRIC = {"YBR_FULL_422": ("RGB", "YBR_FULL"), "YBR_FULL": ("RGB",), "YBR_ICT": ("RGB",),
+                          "YBR_RCT": ("RGB",)}
+
+
 @pytest.mark.parametrize("name", _corpus_params("technical"))
-def test_technical_attributes_and_pixel_data_are_unchanged(research: Run, name: str) -> None:
+def test_technical_attributes_and_pixel_data_are_unchanged(research: Run, research_pixels, name: str) -> None:
+    """Pixel Data is byte-identical, except in the images ``research``'s pixel policy redacts (burned-in
+    text): there every pixel outside the recorded boxes equals the decoded input and each box is blank.
+    An image it quarantines yields no output at all, with its reason recorded."""
     case = _case(research, name)
+    pixel_case = research_pixels.get(name)
+    if pixel_case is not None and pixel_case.outcome == "quarantined":
+        assert pixel_case.reason, f"{name}: quarantined without a reason"
+        return
+    redacted = pixel_case is not None and pixel_case.outcome == "redacted"
     if case.source_ds is None or case.output_ds is None:
+        assert not redacted, f"{name}: redacted although pydicom cannot read it"
         assert case.peek_output["rows"] == case.peek_source["rows"]
         assert case.peek_output["sop_class_uid"] == case.peek_source["sop_class_uid"]
         pytest.skip("pydicom cannot read this file; the core's peek agrees on rows and SOP class")
     src, out = case.source_ds, case.output_ds
     changed = []
     with _quiet_pydicom():
+        if redacted:
+            out = _read(pixel_case.redaction.data)
+            assert out is not None, f"{name}: the redacted output does not read back"
+            changed.extend(unchanged_outside_and_blank_inside(pixel_case))
+            if out.get("BurnedInAnnotation") != "NO":
+                changed.append("a redacted output does not say BurnedInAnnotation NO")
         for keyword in TECHNICAL:
             if keyword in src and (keyword not in out or out[keyword].value != src[keyword].value):
+                allowed = _REDACTION_PHOTOMETRIC.get(str(src[keyword].value), ())
+                if redacted and keyword == "PhotometricInterpretation" and out.get(keyword) in allowed:
+                    continue
                 changed.append(f"{keyword}: {src[keyword].value!r} -> {out.get(keyword)!r}")
         src_ts = src.file_meta.get("TransferSyntaxUID") if src.file_meta else None
         out_ts = out.file_meta.get("TransferSyntaxUID") if out.file_meta else None
-        if src_ts and src_ts != out_ts:
+        if src_ts and src_ts != out_ts and not (redacted and src_ts.is_compressed and out_ts in LOSSLESS_OUTPUTS):
             changed.append(f"TransferSyntaxUID: {src_ts} -> {out_ts}")
-        if _raw_pixels(src, pad=True) != _raw_pixels(out):
+        if not redacted and _raw_pixels(src, pad=True) != _raw_pixels(out):
             changed.append("Pixel Data bytes differ")
     assert not changed, f"{name}: " + "; ".join(changed)
 

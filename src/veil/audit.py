@@ -10,8 +10,19 @@ Layout::
     DST/.veil/audit/part-{shard:08d}.parquet      one per shard; its presence marks the shard complete
     DST/.veil/audit/actions.zarr/shard-{shard:08d} int32 (rows x actions), row i = row i of the part
 
-Every shard is written by one worker, independently: its Zarr array first, its Parquet part last (temporary
+    DST/.veil/audit/pixels.zarr/shard-{shard:08d} the pixel redactions of the shard's instances (below)
+
+Every shard is written by one worker, independently: its Zarr arrays first, its Parquet part last (temporary
 name in the same directory, fsync, ``os.replace``), so a resumed run skips exactly :func:`completed_shards`.
+
+Pixel records. For each instance whose pixels were redacted (``pixel_redaction``), a person reviewing the run
+needs to see where the boxes were and that the rest of the image is intact. ``pixels.zarr`` holds, per shard
+(one group, written by that shard's worker alone), the Parquet row each record belongs to, the boxes blanked
+(frame, x, y, width, height; frame -1 is every frame), the data regions kept (ultrasound: all else blanked)
+and a thumbnail of the first redacted frame (grey, uint8, longest side 128 px). The thumbnail is made from
+the image AFTER redaction, never before: a "before" thumbnail would copy the burned-in name, ID and date the
+redaction exists to remove into the audit, which must hold no PHI. The after-image with the boxes drawn on it
+(:func:`review_image`) shows the reviewer the same places; it holds nothing the output file does not.
 """
 
 from __future__ import annotations
@@ -57,6 +68,10 @@ __all__ = [
     "completed_shards",
     "read_audit",
     "read_actions",
+    "PixelRecord",
+    "pixels_path",
+    "read_pixel_records",
+    "review_image",
     "write_manifest",
     "read_manifest",
     "summarize",
@@ -182,6 +197,11 @@ def audit_dir(dst: Path) -> Path:
 def actions_path(dst: Path) -> Path:
     """``DST/.veil/audit/actions.zarr``: one int32 array of action counts per shard."""
     return audit_dir(dst) / "actions.zarr"
+
+
+def pixels_path(dst: Path) -> Path:
+    """``DST/.veil/audit/pixels.zarr``: one group of pixel redaction records per shard that has any."""
+    return audit_dir(dst) / "pixels.zarr"
 
 
 def part_path(dst: Path, shard: int) -> Path:
@@ -329,23 +349,161 @@ def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
     _fsync_tree(actions_path(dst) / name)
 
 
-def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow]) -> Path:
-    """Writes one shard's audit: its Zarr action-count array, then its Parquet part (atomically, last, since
-    the part's presence is what marks the shard complete). Rewriting a shard replaces both. Returns the part."""
+def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = ()) -> Path:
+    """Writes one shard's audit: its Zarr action-count array and pixel records, then its Parquet part
+    (atomically, last, since the part's presence is what marks the shard complete). Rewriting a shard replaces
+    all of them. Returns the part."""
     dst = Path(dst)
     if shard < 0:
         raise ValueError(f"shard must be >= 0, not {shard}")
     strays = {r.shard for r in rows} - {shard}
     if strays:
         raise ValueError(f"rows for shard(s) {sorted(strays)} passed to write_shard({shard})")
+    for record in pixel_records:
+        if not 0 <= record.row < len(rows) or not rows[record.row].pixel_redaction:
+            raise ValueError(f"pixel record for row {record.row}: no such row with pixel_redaction in shard {shard}")
     matrix = _counts_matrix(rows)
     table = _table(rows, matrix)
     _write_actions(dst, shard, matrix)
+    _write_pixels(dst, shard, pixel_records)
     final = part_path(dst, shard)
     with _atomic_file(final) as fh:
         pq.write_table(table, fh, compression="zstd")
     log.debug("audit shard %d: %d rows", shard, len(rows))
     return final
+
+
+# --- pixel records -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PixelRecord:
+    """What a pixel redaction did to the instance in Parquet row ``row`` of its shard (see the module
+    docstring): boxes (frame, x, y, width, height; frame -1 every frame), kept regions (x, y, width, height),
+    the image size, and the AFTER-redaction thumbnail (uint8, rows x columns, longest side 128 at most)."""
+
+    row: int
+    boxes: tuple[tuple[int, int, int, int, int], ...]
+    kept: tuple[tuple[int, int, int, int], ...]
+    rows: int
+    columns: int
+    thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_redaction(cls, row: int, redaction: Any) -> PixelRecord:
+        """From a ``veil.pixels.Redaction`` (not imported here: the audit needs no pixel codecs)."""
+        return cls(row, tuple(redaction.boxes), tuple(redaction.kept), redaction.rows, redaction.columns,
+                   redaction.thumbnail)
+
+
+_THUMBNAIL = 128
+
+
+def _open_store_group(store: Path, attributes: dict[str, Any]) -> Any:
+    """A Zarr group created on first use; two processes creating it at once both end up opening it."""
+    import zarr
+    from zarr.errors import ContainsGroupError
+
+    for _ in range(5):
+        try:
+            return zarr.open_group(store, mode="a", attributes=attributes)
+        except ContainsGroupError:
+            continue
+    return zarr.open_group(store, mode="r+")
+
+
+def _write_pixels(dst: Path, shard: int, records: Sequence[PixelRecord]) -> None:
+    """The shard's pixel records as one group of arrays; a shard rewritten without records loses its group."""
+    import shutil
+
+    name = _array_name(shard)
+    folder = pixels_path(dst) / name
+    if not records:
+        if folder.exists():  # an earlier attempt at this shard wrote records this one does not have
+            shutil.rmtree(folder)
+        return
+    root = _open_store_group(pixels_path(dst), {"veil.audit.schema": AUDIT_SCHEMA_VERSION})
+    group = root.create_group(name, overwrite=True, attributes={"shard": shard})
+    n = len(records)
+    sizes = np.zeros((n, 4), dtype=np.int32)  # image rows, columns; thumbnail rows, columns
+    thumbnails = np.zeros((n, _THUMBNAIL, _THUMBNAIL), dtype=np.uint8)
+    boxes: list[tuple[int, ...]] = []
+    kept: list[tuple[int, ...]] = []
+    for i, record in enumerate(records):
+        thumb = record.thumbnail if record.thumbnail is not None else np.zeros((0, 0), np.uint8)
+        if thumb.ndim != 2 or max(thumb.shape) > _THUMBNAIL or thumb.dtype != np.uint8:
+            raise ValueError(f"a pixel record thumbnail must be 2-D uint8 of {_THUMBNAIL} px at most")
+        sizes[i] = (record.rows, record.columns, *thumb.shape)
+        thumbnails[i, : thumb.shape[0], : thumb.shape[1]] = thumb
+        boxes.extend((i, *box) for box in record.boxes)
+        kept.extend((i, *region) for region in record.kept)
+    arrays = {
+        "row": np.asarray([r.row for r in records], dtype=np.int64),
+        "size": sizes,
+        "boxes": np.asarray(boxes, dtype=np.int32).reshape(-1, 6),
+        "kept": np.asarray(kept, dtype=np.int32).reshape(-1, 5),
+        "thumbnail": thumbnails,
+    }
+    for key, value in arrays.items():
+        array = group.create_array(key, shape=value.shape, dtype=value.dtype,
+                                   chunks=tuple(max(1, d) for d in value.shape), overwrite=True)
+        if value.size:
+            array[...] = value
+    _fsync_tree(folder)
+
+
+def read_pixel_records(dst: Path, shard: int | None = None) -> dict[int, list[PixelRecord]]:
+    """Shard -> its pixel records (in row order), for one shard or every shard that has any. Join a record to
+    its audit row by shard and ``row`` (the row's index in that shard's Parquet part)."""
+    import zarr
+
+    store = pixels_path(Path(dst))
+    if not store.is_dir():
+        return {}
+    root = zarr.open_group(store, mode="r")
+    names = sorted(root.group_keys()) if shard is None else [_array_name(shard)]
+    out: dict[int, list[PixelRecord]] = {}
+    for name in names:
+        if name not in root:
+            continue
+        group = root[name]
+        rows = np.asarray(group["row"][:])
+        sizes = np.asarray(group["size"][:])
+        boxes = np.asarray(group["boxes"][:]).reshape(-1, 6)
+        kept = np.asarray(group["kept"][:]).reshape(-1, 5)
+        thumbnails = np.asarray(group["thumbnail"][:])
+        records = []
+        for i, row in enumerate(rows.tolist()):
+            t_rows, t_cols = int(sizes[i, 2]), int(sizes[i, 3])
+            records.append(PixelRecord(
+                row=int(row),
+                boxes=tuple(tuple(int(v) for v in b[1:]) for b in boxes[boxes[:, 0] == i]),  # type: ignore[misc]
+                kept=tuple(tuple(int(v) for v in k[1:]) for k in kept[kept[:, 0] == i]),  # type: ignore[misc]
+                rows=int(sizes[i, 0]),
+                columns=int(sizes[i, 1]),
+                thumbnail=thumbnails[i, :t_rows, :t_cols].copy(),
+            ))
+        out[int(group.attrs["shard"])] = records
+    return out
+
+
+def review_image(record: PixelRecord) -> np.ndarray:
+    """The record's thumbnail in RGB with each blanked box outlined in red and each kept region in green,
+    scaled to the thumbnail: where the redaction was, on the image as it now is."""
+    from PIL import Image, ImageDraw
+
+    thumb = record.thumbnail if record.thumbnail is not None else np.zeros((1, 1), np.uint8)
+    image = Image.fromarray(thumb).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    sy = thumb.shape[0] / max(record.rows, 1)
+    sx = thumb.shape[1] / max(record.columns, 1)
+    for colour, regions in (((0, 255, 0), record.kept), ((255, 0, 0), [b[1:] for b in record.boxes])):
+        for x, y, w, h in regions:
+            x0, y0 = max(int(x * sx), 0), max(int(y * sy), 0)
+            x1, y1 = min(int((x + w) * sx), thumb.shape[1] - 1), min(int((y + h) * sy), thumb.shape[0] - 1)
+            if x1 >= x0 and y1 >= y0:
+                draw.rectangle((x0, y0, x1, y1), outline=colour)
+    return np.asarray(image)
 
 
 # --- reading -----------------------------------------------------------------------------------------------
@@ -455,6 +613,9 @@ class AuditSummary:
     shards: int = 0
     key_ids: tuple[str, ...] = field(default=())  # more than one: the outputs mix keys
     recipes: tuple[str, ...] = field(default=())  # "name version hash": more than one mixes recipes
+    pixel_redacted: int = 0  # rows whose pixels were redacted (burned-in text)
+    pixel_records: int = 0  # of them, with boxes and a thumbnail in pixels.zarr
+    pixel_store: str = ""  # where those records are, relative to DST
 
 
 def _total(table: pa.Table, column: str) -> int:
@@ -492,6 +653,9 @@ def summarize(dst: Path) -> AuditSummary:
         shards=len(parts),
         key_ids=tuple(sorted(_tally(table, "key_id"))),
         recipes=tuple(recipes),
+        pixel_redacted=int(pc.sum(pc.cast(table["pixel_redaction"], pa.int64())).as_py() or 0),
+        pixel_records=sum(len(r) for s, r in read_pixel_records(dst).items() if s in parts),
+        pixel_store=os.path.relpath(pixels_path(dst), dst),
     )
 
 
@@ -531,6 +695,11 @@ def format_summary(summary: AuditSummary, *, quarantine_limit: int | None = None
         lines.append("  WARNING: outputs were made with more than one key")
     if len(s.recipes) > 1:
         lines.append("  WARNING: outputs were made with more than one recipe")
+    if s.pixel_redacted or s.pixel_records:
+        lines.append(f"{'pixels':<14}{s.pixel_redacted:,} instances redacted (burned-in text), "
+                     f"{s.pixel_records:,} with boxes and thumbnails in {s.pixel_store}")
+        if s.pixel_records < s.pixel_redacted:  # an audit written before pixel records, or by hand
+            lines.append(f"  {s.pixel_redacted - s.pixel_records:,} redacted instances have no pixel record")
     lines.append("actions")
     width = max(len(n) for n in ACTION_NAMES)
     lines.extend(f"  {name:<{width}}  {count:,}" for name, count in s.actions.items())

@@ -299,6 +299,7 @@ def process_shard(
     worker = _deidentifier(ctx, functions_source)
     dst = ctx.dst
     rows: list[audit.AuditRow] = []
+    pixel_records: list[audit.PixelRecord] = []
     reasons: Counter[str] = Counter()
     reid: list[tuple[str, bytes, bytes]] = []
     written = quarantined = input_bytes = output_bytes = 0
@@ -329,6 +330,8 @@ def process_shard(
             reasons[outcome.reason] += 1
             if ctx.quarantine_copy and not entry.error:
                 _quarantine(dst, entry, digest, outcome.reason)
+        if outcome.pixel_record is not None:
+            pixel_records.append(audit.PixelRecord.from_redaction(len(rows), outcome.pixel_record))
         rows.append(
             Row(
                 run_id,
@@ -357,7 +360,7 @@ def process_shard(
         )
     if reid and reid_sink is not None:
         reid_sink(shard, reid)  # journaled before the audit part marks the shard done
-    audit.write_shard(Path(dst), shard, rows)
+    audit.write_shard(Path(dst), shard, rows, pixel_records)
     totals = np.asarray([row.counts for row in rows], dtype=np.int64).reshape(len(rows), -1).sum(axis=0)
     actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,

@@ -41,6 +41,14 @@ IDENTIFIER_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\d{5,}"),
     re.compile(r"(19|20)\d{6}"),
 )
+# A date written out in words ("Fri Apr 30 06:27:24 1993", "30 APR 1993"): Tesseract reads each part as its own
+# word, so the month, weekday and year are matched alone, and a day number beside one of them goes too.
+_WRITTEN_DATE = re.compile(
+    r"^((JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[A-Z]{0,6}|(MON|TUE|WED|THU|FRI|SAT|SUN)[A-Z]{0,6}"
+    r"|(19|20)\d{2})[.,]?$",
+    re.IGNORECASE,
+)
+_DAY_NUMBER = re.compile(r"^\d{1,2}(ST|ND|RD|TH)?[.,]?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -185,11 +193,26 @@ def regions_to_redact(
     margin: int = 4,
 ) -> dict[int, list[Region]]:
     """Frame -> regions (with ``margin`` pixels around each box) of the words that match an identifying value
-    or pattern, or of every word with ``all_text``."""
+    or pattern, a date written in words (month, weekday, year, and the day number beside them), or of every
+    word with ``all_text``."""
     tokens = identifier_tokens(identifying_values)
+    boxes = list(boxes)
+    dated = [bool(_WRITTEN_DATE.match(box.text.strip())) for box in boxes]
+    chosen = [all_text or d or _matches(box.text, tokens, patterns) for box, d in zip(boxes, dated, strict=True)]
+    for i, box in enumerate(boxes):
+        if not chosen[i] and _DAY_NUMBER.match(box.text.strip()):
+            chosen[i] = any(dated[j] and _beside(box, other) for j, other in enumerate(boxes))
     out: dict[int, list[Region]] = {}
-    for box in boxes:
-        if all_text or _matches(box.text, tokens, patterns):
+    for box, take in zip(boxes, chosen, strict=True):
+        if take:
             region = (box.x - margin, box.y - margin, box.width + 2 * margin, box.height + 2 * margin)
             out.setdefault(box.frame, []).append(region)
     return out
+
+
+def _beside(a: TextBox, b: TextBox) -> bool:
+    """Whether two words sit on one line, next to each other (a gap under two character heights)."""
+    height = max(a.height, b.height, 1)
+    same_line = abs((a.y + a.height / 2) - (b.y + b.height / 2)) <= height / 2
+    gap = max(b.x - (a.x + a.width), a.x - (b.x + b.width))
+    return a.frame == b.frame and same_line and gap <= 2 * height

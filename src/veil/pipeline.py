@@ -8,12 +8,14 @@ only when complete (temporary name, then ``os.replace``).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import mmap
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from veil import freetext
 from veil._core import Rewriter, RewriteResult, peek
@@ -22,6 +24,9 @@ from veil.keys import KeyedFunctions
 from veil.plan import Action, Plan
 
 ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
+
+if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pixels section
+    from veil import pixels
 
 __all__ = ["Deidentifier", "FileOutcome"]
 
@@ -58,6 +63,8 @@ class FileOutcome:
     counts_row: tuple[int, ...] = ()  # elements per action, in veil.plan.Action order (empty when not written)
     microseconds: int = 0
     pixel_redaction: bool = False
+    # What the pixel redaction did (boxes, kept regions, an after-thumbnail) for the audit; None when nothing.
+    pixel_record: pixels.Redaction | None = field(default=None, repr=False)
     # (kind, new value, original value) for re-identification; filled only when asked for, never logged.
     reid_pairs: tuple[tuple[str, bytes, bytes], ...] = field(default=(), repr=False)
 
@@ -125,27 +132,33 @@ class Deidentifier:
         with freetext.file_identifiers(info[name] for name in _IDENTIFYING_PEEK_VALUES):
             return self._rewriter.rewrite(data, days, path)
 
-    def _pixels(self, data: mmap.mmap | bytes, result: RewriteResult, path: str) -> bytes | None:
-        """Burned-in text (recipe ``pixels:``): None to keep the pixels, or the whole redacted output file.
+    def _pixels(self, data: mmap.mmap | bytes, result: RewriteResult, path: str) -> pixels.Redaction | None:
+        """Burned-in text (recipe ``pixels:``): None to keep the pixels, or the redacted output and its record.
 
         Rules match the input's header signature (the output may no longer name the manufacturer). Images at
         risk that no rule names are detected with OCR, redacted whole, quarantined or only flagged, as the
-        policy says; OCR that cannot run fails closed (the file is quarantined).
+        policy says; OCR that cannot run fails closed (the file is quarantined). An ultrasound data-region rule
+        on an image that describes no data regions is decided as if no rule named it (at risk unless it says
+        BurnedInAnnotation NO): detection can find the text where no data region says where it is not.
         """
         from veil import ocr, pixels
 
         policy = self.pixel_policy
         info = peek(data, path)
         decision = pixels.decide(policy, info)  # type: ignore[arg-type]
-        if decision.action in ("keep", "flag") or not info["rows"]:
-            return None  # nothing to do, or no image in this instance
+        if not info["rows"]:
+            return None  # no image in this instance
         fill, output = policy.fill, policy.output  # type: ignore[attr-defined]
+        if (decision.action == "redact" and decision.rule is not None and decision.rule.ultrasound_regions
+                and not decision.rule.regions and not pixels.ultrasound_data_regions(result.header, path)):
+            decision = pixels.PixelDecision(policy.at_risk if pixels.at_risk(info) else "keep")  # type: ignore[attr-defined]
+        if decision.action in ("keep", "flag"):
+            return None
         if decision.action == "redact":
-            return pixels.redact_file_bytes(result.tobytes(), rule=decision.rule, fill=fill, output=output, path=path)
+            return pixels.redact_file(result.tobytes(), rule=decision.rule, fill=fill, output=output, path=path)
         if decision.action == "redact-all":
             rows, columns = int(info["rows"] or 0), int(info["columns"] or 0)
-            return pixels.redact_file_bytes(result.tobytes(), [(0, 0, columns, rows)], fill=fill, output=output,
-                                            path=path)
+            return pixels.redact_file(result.tobytes(), [(0, 0, columns, rows)], fill=fill, output=output, path=path)
         if decision.action == "quarantine":
             raise MalformedDicom(path, 0, "pixels at risk of burned-in text and no rule names them (policy: quarantine)")
         # detect: OCR the frames, redact the words that match this file's identifiers or patterns.
@@ -162,7 +175,7 @@ class Deidentifier:
         if not found:
             return None
         regions = sorted({region for frame_regions in found.values() for region in frame_regions})
-        return pixels.redact_file_bytes(result.tobytes(), regions, sorted(found), fill=fill, output=output, path=path)
+        return pixels.redact_file(result.tobytes(), regions, sorted(found), fill=fill, output=output, path=path)
 
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
         return self.rewrite(data, path).tobytes()
@@ -228,7 +241,8 @@ class Deidentifier:
                 if redacted is None:
                     written = _write_atomically(dst, result, None if small else fd)
                 else:
-                    written = _write_bytes_atomically(dst, redacted)
+                    written = _write_bytes_atomically(dst, redacted.data)
+                    redacted = dataclasses.replace(redacted, data=b"")  # the audit needs the record only
                 pairs: tuple[tuple[str, bytes, bytes], ...] = ()
                 if reid:
                     original = peek(data, src)
@@ -265,6 +279,7 @@ class Deidentifier:
                 microseconds=(time.perf_counter_ns() - started) // 1000,
                 reid_pairs=pairs,
                 pixel_redaction=redacted is not None,
+                pixel_record=redacted,
             )
         except VeilError as exc:
             reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)

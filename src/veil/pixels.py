@@ -5,7 +5,8 @@ allocated, either byte order, planar configuration 0 or 1, one or three samples,
 the same shape and rule are redacted together (:func:`redact_batch`): their pixel bytes are copied once into
 one stacked array (the copy the output needs anyway: the input is a read-only map) and each region is one
 assignment over all frames of all of them. Compressed pixel data takes the slow path (:func:`redact_file_bytes`):
-pydicom decodes it, it is redacted, and re-encoded losslessly as RLE (or written uncompressed).
+pydicom decodes it, it is redacted, and re-encoded losslessly (RLE, JPEG-LS Lossless or JPEG 2000 Lossless, as
+the recipe's ``pixels.output`` says) or written uncompressed.
 
 A redacted output says so: BurnedInAnnotation NO (PS3.3 C.7.6.1.1.1: the image no longer holds burned-in
 identifying text) and the Clean Pixel Data Option code (113101, PS3.16 CID 7050) among the de-identification
@@ -26,7 +27,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import UID, RLELossless
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from veil.errors import MalformedDicom
 from veil.plan import Inserted, Plan
@@ -39,6 +40,7 @@ __all__ = [
     "PixelLayout",
     "PixelPolicy",
     "PixelRule",
+    "Redaction",
     "RedactionItem",
     "Region",
     "at_risk",
@@ -49,6 +51,7 @@ __all__ = [
     "match_rule",
     "pixel_policy",
     "redact_batch",
+    "redact_file",
     "redact_file_bytes",
     "redact_native",
     "ultrasound_data_regions",
@@ -58,10 +61,18 @@ log = logging.getLogger(__name__)
 
 Region = tuple[int, int, int, int]  # x, y, width, height (columns, rows)
 
-# Modalities and SOP classes known to carry burned-in text: ultrasound, secondary capture, X-ray angiography,
-# endoscopy, other; the secondary capture classes of PS3.4 B.5 (1.2.840.10008.5.1.4.1.1.7[.1-4]).
-AT_RISK_MODALITIES = frozenset({"US", "SC", "XA", "ES", "OT"})
-_SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+# Modalities known to carry burned-in text (PS3.3 C.7.3.1.1.1 defined terms), the same set ``veil profile``
+# reports (veil.profile.BURNED_IN_MODALITIES; a test keeps the two equal): ultrasound and intravascular
+# ultrasound, secondary capture, X-ray angiography and radiofluoroscopy, endoscopy, external-camera, ophthalmic,
+# intra-oral and general microscopy photography, whole slide microscopy (slide labels), panoramic X-ray,
+# documents, diaphanography, other. With them the secondary capture classes of PS3.4 B.5
+# (1.2.840.10008.5.1.4.1.1.7[.1-4]) and the visible light classes (endoscopic, microscopic, photographic images
+# and video, 1.2.840.10008.5.1.4.1.1.77.1.*). Localisers (ImageType value 3 LOCALIZER, PS3.3 C.8.2.1.1.1) of
+# any modality are at risk too: scanners annotate them with the patient's name, dates and planned slices.
+AT_RISK_MODALITIES = frozenset(
+    {"US", "IVUS", "SC", "XA", "RF", "ES", "OT", "XC", "GM", "OP", "DOC", "PX", "IO", "SM", "DG"}
+)
+_AT_RISK_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.77.1.")
 CLEAN_PIXEL_DATA_CODE = ("113101", "DCM", "Clean Pixel Data Option")
 
 _NATIVE_SYNTAXES = {
@@ -78,6 +89,16 @@ _LOSSY_METHODS = {
     "1.2.840.10008.1.2.4.91": "ISO_15444_1",
     "1.2.840.10008.1.2.4.203": "ISO_15444_15",
 }
+
+
+# Lossless encodings a redacted compressed input can be written in (recipe ``pixels.output``), with the pydicom
+# encoding plugin for each: RLE by pydicom itself, JPEG-LS by pyjpegls (CharLS), JPEG 2000 by pylibjpeg-openjpeg.
+_ENCODINGS: dict[str, tuple[UID, str]] = {
+    "rle": (RLELossless, "pydicom"),
+    "jpeg-ls": (JPEGLSLossless, "pyjpegls"),
+    "jpeg2000": (JPEG2000Lossless, "pylibjpeg"),
+}
+OUTPUTS = ("rle", "jpeg-ls", "jpeg2000", "uncompressed")
 
 
 # --- which images, which rule ---------------------------------------------------------------------------
@@ -113,8 +134,9 @@ def match_rule(policy: PixelPolicy, info: Mapping[str, Any]) -> PixelRule | None
 
 
 def at_risk(info: Mapping[str, Any]) -> bool:
-    """Whether an image may carry burned-in text: BurnedInAnnotation YES, or a modality or SOP class known for
-    it (ultrasound, secondary capture, angiography, endoscopy, other) that does not say NO."""
+    """Whether an image may carry burned-in text: BurnedInAnnotation YES, or (unless it says NO) a modality or
+    SOP class known for it (:data:`AT_RISK_MODALITIES`: ultrasound, secondary capture, angiography, endoscopy,
+    photography, slide microscopy, documents, other) or a localiser. CT, MR, PET slices and the like are not: their scanners do not burn text into the image."""
     burned = _text(info.get("burned_in_annotation")).upper()
     if burned == "YES":
         return True
@@ -122,7 +144,12 @@ def at_risk(info: Mapping[str, Any]) -> bool:
         return False
     modality = _text(info.get("modality")).upper()
     sop_class = _text(info.get("sop_class_uid"))
-    return modality in AT_RISK_MODALITIES or sop_class.startswith(_SECONDARY_CAPTURE_PREFIX)
+    image_type = [v.strip().upper() for v in _text(info.get("image_type")).split("\\")]
+    return (
+        modality in AT_RISK_MODALITIES
+        or sop_class.startswith(_AT_RISK_SOP_PREFIXES)
+        or "LOCALIZER" in image_type[2:3]
+    )
 
 
 @dataclass(frozen=True)
@@ -247,7 +274,7 @@ def _frame_index(frames: Sequence[int] | None, count: int) -> slice | list[int] 
 
 
 def _assign(arr: np.ndarray, layout: PixelLayout, regions: Sequence[Region], frames: Sequence[int] | None,
-            fill: int, keep: Sequence[Region] | None) -> int:
+            fill: int | tuple[int, ...], keep: Sequence[Region] | None) -> int:
     """Blanks regions (and, with ``keep``, everything outside it) in ``arr`` of shape (..., F, R, C, S)."""
     index = _frame_index(frames, layout.number_of_frames)
     if index is None:
@@ -277,7 +304,7 @@ def redact_native(
     regions: Sequence[Region],
     frames: Sequence[int] | None = None,
     *,
-    fill: int = 0,
+    fill: int | tuple[int, ...] = 0,
     keep: Sequence[Region] | None = None,
 ) -> int:
     """Blanks ``regions`` (x, y, width, height) of the listed frames (None: all) in a writable buffer of native
@@ -386,6 +413,25 @@ def _mark_clean(ds: Dataset) -> None:
 # --- whole files (slow path: compressed syntaxes, or one file at a time) ---------------------------------
 
 
+THUMBNAIL_SIZE = 128  # the longest side of an audit thumbnail, in pixels
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """A redacted output file and what was done to it, for the audit: the boxes blanked (frame, x, y, width,
+    height; frame -1 is every frame), the data regions kept (ultrasound: everything outside them was
+    blanked), and a small thumbnail of the first redacted frame AFTER redaction (uint8, longest side
+    :data:`THUMBNAIL_SIZE`; never the image before: that would carry the burned-in text into the audit)."""
+
+    data: bytes
+    boxes: tuple[tuple[int, int, int, int, int], ...]
+    kept: tuple[Region, ...] = ()
+    thumbnail: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    rows: int = 0
+    columns: int = 0
+    transfer_syntax: str = ""
+
+
 def redact_file_bytes(
     data: bytes | memoryview,
     regions: Sequence[Region] = (),
@@ -397,18 +443,36 @@ def redact_file_bytes(
     output: str = "rle",
     path: str = "",
 ) -> bytes:
-    """A complete output file with the regions blanked, from a (de-identified) file's bytes.
+    """A complete output file with the regions blanked, from a (de-identified) file's bytes; see
+    :func:`redact_file` (which also says what was blanked, for the audit)."""
+    return redact_file(data, regions, frames, rule=rule, fill=fill, ultrasound_regions=ultrasound_regions,
+                       output=output, path=path).data
+
+
+def redact_file(
+    data: bytes | memoryview,
+    regions: Sequence[Region] = (),
+    frames: Sequence[int] | None = None,
+    *,
+    rule: PixelRule | None = None,
+    fill: int = 0,
+    ultrasound_regions: bool = False,
+    output: str = "rle",
+    path: str = "",
+) -> Redaction:
+    """The regions blanked in a (de-identified) file's bytes: the complete output file and the record of it.
 
     ``rule`` supplies regions, frames and ultrasound_regions in place of the arguments. Native pixel data keeps
     its transfer syntax; compressed pixel data is decoded with pydicom's handlers and written as RLE Lossless
-    (``output="rle"``) or explicit VR little endian (``"uncompressed"``), colour converted to RGB where the
-    decoder does (YBR_FULL_422 JPEG), with LossyImageCompression kept "01" when the input had been lossy.
-    Undecodable pixel data raises MalformedDicom (the file is quarantined).
+    (``output="rle"``), JPEG-LS Lossless (``"jpeg-ls"``), JPEG 2000 Lossless (``"jpeg2000"``) or explicit VR
+    little endian (``"uncompressed"``), colour converted to RGB where the decoder does (YBR_FULL_422 JPEG),
+    with LossyImageCompression kept "01" when the input had been lossy. Undecodable pixel data, or an encoder
+    that cannot write the result, raises MalformedDicom (the file is quarantined).
     """
     if rule is not None:
         regions, frames, ultrasound_regions = rule.regions, rule.frames, rule.ultrasound_regions
-    if output not in ("rle", "uncompressed"):
-        raise ValueError(f"output {output!r}: rle or uncompressed")
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r}: one of {', '.join(OUTPUTS)}")
     try:
         ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
     except Exception as exc:
@@ -423,19 +487,66 @@ def redact_file_bytes(
             # Fail closed: no data regions described, so nothing says where the burned-in text is not.
             raise MalformedDicom(path, 0, "ultrasound_regions: no Sequence of Ultrasound Regions")
     if str(syntax) in _NATIVE_SYNTAXES:
+        if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+            _expand_ybr_full_422(ds, path)
         layout = _layout(ds, _NATIVE_SYNTAXES[str(syntax)], path)
         buffer = bytearray(ds.PixelData)
-        redact_native(buffer, layout, regions, frames, fill=fill, keep=keep)
+        redact_native(buffer, layout, regions, frames, fill=_fill_for(ds, layout, fill), keep=keep)
+        thumbnail = _thumbnail(buffer, layout, frames, str(ds.get("PhotometricInterpretation", "")))
         ds.PixelData = bytes(buffer)
     else:
-        _redact_encapsulated(ds, syntax, regions, frames, fill, keep, output, path)
+        layout, thumbnail = _redact_encapsulated(ds, syntax, regions, frames, fill, keep, output, path)
     _mark_clean(ds)
     out = io.BytesIO()
     try:
         ds.save_as(out, enforce_file_format=True)
     except Exception as exc:
         raise MalformedDicom(path, 0, f"cannot write the redacted file: {type(exc).__name__}: {exc}") from None
-    return out.getvalue()
+    chosen = _frame_index(frames, layout.number_of_frames)
+    listed = (-1,) if isinstance(chosen, slice) else tuple(chosen or ())
+    boxes = tuple((f, *region) for f in listed for region in regions)
+    return Redaction(out.getvalue(), boxes, keep or (), thumbnail, layout.rows, layout.columns,
+                     str(ds.file_meta.TransferSyntaxUID))
+
+
+def _fill_for(ds: Dataset, layout: PixelLayout, fill: int) -> int | tuple[int, int, int]:
+    """The fill as stored: in YBR colour (PS3.3 C.7.6.3.1.2) black is Y = fill with Cb = Cr at mid-range,
+    not all three zero (which would paint the boxes green)."""
+    if layout.samples_per_pixel == 3 and str(ds.get("PhotometricInterpretation", "")).strip().startswith("YBR"):
+        mid = 1 << (int(ds.get("BitsStored", layout.bits_allocated) or layout.bits_allocated) - 1)
+        return fill, mid, mid
+    return fill
+
+
+def _expand_ybr_full_422(ds: Dataset, path: str) -> None:
+    """Native YBR_FULL_422 stores two luminance values and one Cb, Cr pair per two pixels (PS3.3
+    C.7.6.3.1.2): no box can be blanked in place. Expanded to YBR_FULL, each pair's chroma repeated for both
+    pixels: every sample value is kept exactly (no colour conversion), and the pixel module says so."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        expanded = pixel_array(ds, as_rgb=False)
+    except Exception as exc:
+        raise MalformedDicom(path, 0, f"cannot read YBR_FULL_422 pixel data: {type(exc).__name__}: {exc}") from None
+    ds.PixelData = np.ascontiguousarray(expanded).tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.PlanarConfiguration = 0
+
+
+def _thumbnail(buffer: Any, layout: PixelLayout, frames: Sequence[int] | None, photometric: str) -> np.ndarray:
+    """The first redacted frame, grey, stretched to 8 bits and shrunk to :data:`THUMBNAIL_SIZE` at most."""
+    from PIL import Image
+
+    chosen = _frame_index(frames, layout.number_of_frames)
+    first = 0 if isinstance(chosen, slice) or not chosen else chosen[0]
+    frame = frames_view(buffer, layout)[first].astype(np.float32)
+    # Luminance: the mean of R, G and B; Y alone for YBR (PS3.3 C.7.6.3.1.2); palette indices as they are.
+    grey = frame[..., 0] if photometric.upper().startswith("YBR") else frame.mean(axis=2)
+    lo, hi = float(grey.min()), float(grey.max())
+    scaled = np.zeros(grey.shape, np.uint8) if hi <= lo else ((grey - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    image = Image.fromarray(scaled)
+    image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def decoded_frames(data: bytes | memoryview, path: str = "") -> np.ndarray:
@@ -471,7 +582,7 @@ def _redact_encapsulated(
     keep: tuple[Region, ...] | None,
     output: str,
     path: str,
-) -> None:
+) -> tuple[PixelLayout, np.ndarray]:
     lossy = str(syntax) in _LOSSY_METHODS or str(ds.get("LossyImageCompression", "")).strip() == "01"
     try:
         # Decodes every frame into native little endian, YBR converted to RGB; keeps the SOP Instance UID
@@ -482,15 +593,19 @@ def _redact_encapsulated(
     layout = _layout(ds, False, path)
     buffer = bytearray(ds.PixelData)
     redact_native(buffer, layout, regions, frames, fill=fill, keep=keep)
+    thumbnail = _thumbnail(buffer, layout, frames, str(ds.get("PhotometricInterpretation", "")))
     ds.PixelData = bytes(buffer)
     if lossy:
         # Once lossy, always lossy (PS3.3 C.7.6.1.1.5): the history stays whatever the new encoding.
         ds.LossyImageCompression = "01"
         if "LossyImageCompressionMethod" not in ds and str(syntax) in _LOSSY_METHODS:
             ds.LossyImageCompressionMethod = _LOSSY_METHODS[str(syntax)]
-    if output == "rle":
+    encoding = _ENCODINGS.get(output)
+    if encoding is not None:
+        target, plugin = encoding
         try:
-            ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
+            ds.compress(target, encoding_plugin=plugin, generate_instance_uid=False)
         except Exception as exc:
-            raise MalformedDicom(path, 0, f"cannot encode RLE Lossless: {type(exc).__name__}: {exc}") from None
+            raise MalformedDicom(path, 0, f"cannot encode {target.name}: {type(exc).__name__}: {exc}") from None
     log.debug("redacted %s pixel data, written as %s", syntax.name or syntax, ds.file_meta.TransferSyntaxUID.name)
+    return layout, thumbnail

@@ -879,7 +879,8 @@ def _replace_problem(value: Any, choices: tuple[str, ...]) -> str | None:
 #     text: identifiers              # what detection redacts: identifiers (the file's own values) | all
 #     margin: 4                      # pixels added around each detected box
 #     fill: 0                        # the value written into redacted pixels
-#     output: rle                    # compressed inputs after redaction: rle | uncompressed
+#     output: rle                    # compressed inputs after redaction: rle | jpeg-ls | jpeg2000 | uncompressed
+#                                    # (lossless each; native inputs keep their transfer syntax)
 #     rules:
 #       - {match: {Modality: US, Manufacturer: "ACME*", Rows: 480, Columns: 640}, regions: [[0, 0, 640, 40]]}
 #       - {match: {Modality: XA}, regions: [[0, 0, 200, 30]], frames: [0]}
@@ -904,7 +905,7 @@ _PIXEL_SECTION_KEYS = {"library", "ultrasound_regions", "at_risk", "text", "marg
 _PIXEL_RULE_KEYS = {"match", "regions", "frames", "ultrasound_regions", "name"}
 _PIXEL_LIBRARY_KEYS = {"name", "version", "description", "rules"}
 _PIXEL_TEXT = ("identifiers", "all")
-_PIXEL_OUTPUT = ("rle", "uncompressed")
+_PIXEL_OUTPUT = ("rle", "jpeg-ls", "jpeg2000", "uncompressed")
 
 
 @dataclass(frozen=True)
