@@ -390,7 +390,7 @@ def test_dciodvfy_finds_nothing_new_in_deflated_outputs_under_twenty_keys(tmp_pa
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
-@pytest.mark.parametrize("recipe", ["research", "ps3.15-basic"])
+@pytest.mark.parametrize("recipe", ["research", "ps3.15-basic", "hipaa-safe-harbor"])
 def test_veil_run_outputs_have_no_new_dciodvfy_errors(archive, tmp_path, recipe: str) -> None:
     """Every pair of the archive (all four transfer syntaxes), through `veil run`, checked by dciodvfy."""
     dst = tmp_path / "out"
