@@ -15,6 +15,9 @@ outputs); the oracle is pydicom, reading both sides. Checked:
    burned-in text: there every pixel outside the recorded boxes is unchanged (corpus_pixels.py);
 6. the output is deterministic for a key, and another key gives other pseudonyms and UIDs.
 
+Checks 1 (no original UID) and 4 (no identifying value) run on a second pass through ``hipaa-safe-harbor``
+as well: they hold for any recipe that removes identifiers.
+
 Files the core refuses (``MalformedDicom``) are skipped here; ``test_differential.py`` covers them.
 """
 
@@ -343,6 +346,17 @@ def research(corpus_root: Path) -> Run:
     return run_corpus(TEST_KEY)
 
 
+@pytest.fixture(scope="module")
+def hipaa_safe_harbor(corpus_root: Path) -> Run:
+    """Every corpus file through ``hipaa-safe-harbor`` once, with the test key: the checks that hold for any
+    recipe that removes identifiers (no identifying value, no original UID) run on it too."""
+    return run_corpus(TEST_KEY, "hipaa-safe-harbor")
+
+
+# Recipe -> the module fixture holding its run of the corpus.
+RUNS = {"research": "research", "hipaa-safe-harbor": "hipaa_safe_harbor"}
+
+
 def _corpus_params(test: str) -> list[Any]:
     """One parameter per corpus file, the KNOWN cases of ``test`` marked as strict xfails."""
     params = []
@@ -428,9 +442,10 @@ def _surviving_uids(case: Case) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("recipe", list(RUNS))
 @pytest.mark.parametrize("name", _corpus_params("uids"))
-def test_no_original_uid_survives(research: Run, name: str) -> None:
-    case = _case(research, name)
+def test_no_original_uid_survives(request: pytest.FixtureRequest, recipe: str, name: str) -> None:
+    case = _case(request.getfixturevalue(RUNS[recipe]), name)
     leaks = _surviving_uids(case)
     assert not leaks, f"{name}: original UIDs in the output:\n" + "\n".join(leaks)
 
@@ -731,9 +746,12 @@ def _leaks(case: Case) -> list[str]:
     return leaks
 
 
+@pytest.mark.parametrize("recipe", list(RUNS))
 @pytest.mark.parametrize("name", _corpus_params("identifying"))
-def test_no_identifying_value_of_the_file_is_in_the_output(research: Run, name: str) -> None:
-    case = _case(research, name)
+def test_no_identifying_value_of_the_file_is_in_the_output(
+    request: pytest.FixtureRequest, recipe: str, name: str
+) -> None:
+    case = _case(request.getfixturevalue(RUNS[recipe]), name)
     leaks = _leaks(case)
     assert not leaks, f"{name}:\n" + "\n".join(leaks)
 

@@ -98,7 +98,7 @@ def test_verify_passes_on_veils_own_output_and_writes_both_reports(archive, tmp_
     assert data["counts"]["patients"] == 5 and data["counts"]["patterns"] > 100
     assert data["counts"]["references_checked"] > 0 and data["counts"]["kept_compared"] > 0
     assert data["files_per_second"] > 0
-    assert data["key_id"] == load_key(archive["key"]).key_id and data["recipe"] == "research 1.0"
+    assert data["key_id"] == load_key(archive["key"]).key_id and data["recipe"] == "research 1.1"
     assert len(data["hipaa_safe_harbor"]) == 18 == len(HIPAA_IDENTIFIERS)
     markdown = report_path.read_text()
     assert "**Verdict: PASS**" in markdown and "HIPAA Safe Harbor checklist" in markdown
@@ -383,11 +383,14 @@ def test_dciodvfy_finds_nothing_new_in_deflated_outputs_under_twenty_keys(tmp_pa
         assert conformance == [], (n, conformance)
         assert report.dciodvfy.startswith("checked 2 of 2 pairs: 0 errors"), report.dciodvfy
         assert "2 deflated pairs checked through inflated" in report.dciodvfy
+        # Short name parts match only as whole tokens, so a keyed pseudonym that happens to spell one under
+        # this key is no finding: the verdict no longer depends on the key.
+        assert report.passed, (n, [(f.path, f.kind, f.detail) for f in report.errors])
     assert odd_streams > 0  # some raw streams were odd, so the padding was exercised too
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) is not installed")
-@pytest.mark.parametrize("recipe", ["research", "ps3.15-basic"])
+@pytest.mark.parametrize("recipe", ["research", "ps3.15-basic", "hipaa-safe-harbor"])
 def test_veil_run_outputs_have_no_new_dciodvfy_errors(archive, tmp_path, recipe: str) -> None:
     """Every pair of the archive (all four transfer syntaxes), through `veil run`, checked by dciodvfy."""
     dst = tmp_path / "out"
@@ -435,6 +438,57 @@ def test_boundary_rules_keep_numbers_and_short_names_whole() -> None:
     assert hits("uid 2.25.1234 and 91234 and 1234.5") == set()
     assert hits("MRN17593133. and (1234)") == {"17593133", "1234"}
     assert hits("JOHNSONVILLE") == {"johnson"}  # long values match anywhere
+
+
+def test_short_name_parts_match_only_as_whole_tokens() -> None:
+    """A 3-4 character name part inside a random alphanumeric run (a keyed pseudonym) is chance, not a
+    leak; standing alone it is one. Longer name parts are found inside longer runs as before."""
+    scan = scanner_for(("OKAFOR", "name"), ("RIC", "name"), ("ANNA", "name"), ("DAVIS", "name"))
+
+    def hits(text: str, stream: bool = False) -> set[str]:
+        return {key for key, _ in scan.search_text(text.lower(), stream=stream)}
+
+    assert hits("RIC6EAEJIDWYPQBZ") == set()  # PerformedProcedureStepID pseudonym under some key
+    assert hits("\x10\x00RIC6EAEJIDWYPQBZ@\x00", stream=True) == set()
+    assert hits("Q2ANNA7XZ") == hits("QANNA") == hits("ANNA7") == set()
+    assert hits("Dr RIC said") == hits("^RIC^") == hits("RIC") == {"ric"}
+    assert hits("\x06\x00RIC\x00", stream=True) == {"ric"}  # a whole value between tag bytes
+    assert hits("OKAFOR^RIC") == {"okafor", "ric"}
+    assert hits("7XOKAFOR2Q") == {"okafor"}  # long name parts match anywhere
+    assert hits("4DAVIS7Q") == {"davis"}  # a 5-letter part inside an alphanumeric run
+
+
+def test_a_value_of_several_kinds_is_searched_under_the_loosest_rule() -> None:
+    """``ANNA`` as a name part wants whole tokens, as an address piece only no letter around it: found
+    wherever either kind would be found, whichever was registered first."""
+    for order in ((("ANNA", "name"), ("ANNA", "address")), (("ANNA", "address"), ("ANNA", "name"))):
+        scan = scanner_for(*order)
+        assert {key for key, _ in scan.search_text("7anna2 lane")} == {"anna"}
+        assert {key for key, _ in scan.search_text("hannah")} == set()
+
+
+def test_a_pseudonym_spelling_a_short_name_part_is_no_finding_but_the_name_alone_is(
+    archive, tmp_path
+) -> None:
+    """End to end: patient 1 is named OKAFOR^RIC; a research output whose PerformedProcedureStepID pseudonym
+    begins with RIC passes, the same output with ^RIC^ in a comment does not."""
+    src = tmp_path / "in"
+    shutil.copytree(archive["src"], src)
+    rel = "p0001/s01/se01/i0001.dcm"
+    ds = pydicom.dcmread(src / rel)
+    ds.PatientName = "OKAFOR^RIC"
+    ds.save_as(src / rel)
+    dst = copy_outputs(archive, "pseudonym-spells-a-name")
+    out = pydicom.dcmread(dst / rel)
+    out.PerformedProcedureStepID = "RIC6EAEJIDWYPQBZ"
+    out.save_as(dst / rel)
+    report = verify(src, dst, recipe=RESEARCH, key=load_key(archive["key"]))
+    assert report.passed, [(f.path, f.kind, f.detail) for f in report.errors]
+
+    out.ImageComments = "reviewed with ^RIC^ today"
+    out.save_as(dst / rel)
+    report = verify(src, dst, recipe=RESEARCH, key=load_key(archive["key"]))
+    assert {(f.file, f.path, f.kind) for f in report.errors} == {(rel, "(0020,4000)", "name")}
 
 
 def test_values_next_to_tag_bytes_are_found_in_a_stream() -> None:

@@ -36,6 +36,10 @@ Matching rules (to keep a leak scan that is meant to be read free of noise):
   An 8-digit birth date may be followed by digits (a date time).
 * A value shorter than 6 characters that begins or ends with a letter must not touch another letter there
   (``LEE`` is not found in ``SLEEP``); longer values match anywhere.
+* A name component shorter than 5 characters is a whole token or nothing: it must not touch a letter or a
+  digit at either end (``RIC`` is found in ``Dr RIC said`` and ``^RIC^``, not inside a keyed pseudonym such
+  as ``RIC6EAEJIDWYPQBZ``, where three or four base32 characters spell some name by chance, differently under
+  every key). Name components of 5 characters and more keep the rules above.
 * A UID must not touch a digit or a dot (``1.2.3`` is not found in ``1.2.34``).
 * A match that is the whole value of an element the recipe keeps (say a family name ``WHITE`` that is also
   some patient's Ethnic Group) is reported as a note, not a finding.
@@ -117,6 +121,7 @@ PLACEHOLDERS = frozenset(
 _MIN_LENGTH = 4
 _MIN_NAME_LENGTH = 3
 _SHORT = 6  # letter ends of values shorter than this must be word boundaries
+_SHORT_NAME = 5  # both ends of name components shorter than this must be token boundaries (letter or digit)
 
 # --- byte-level reading: File Meta, transfer syntax, an element walker -----------------------------------
 
@@ -485,7 +490,7 @@ class _Pattern:
     display: str  # the value as read (masked before it is shown)
     kinds: set[str]
     patients: set[int]
-    left: str  # boundary rule: "none" | "digit" | "letter" | "uid"
+    left: str  # boundary rule: "none" | "digit" | "letter" | "uid" | "token"
     right: str
 
 
@@ -502,13 +507,22 @@ def _same_class(ch: str, rule: str) -> bool:
         return _is_digit(ch)
     if rule == "letter":
         return _is_letter(ch)
+    if rule == "token":
+        return _is_letter(ch) or _is_digit(ch)
     return _is_digit(ch) or ch == "."  # "uid"
+
+
+# How much a boundary rule lets through: where one value is registered under several kinds, it is searched
+# under the loosest of their rules at each end (found if any of its kinds would be found).
+_LOOSENESS = {"none": 2, "digit": 1, "letter": 1, "uid": 1, "token": 0}
 
 
 def _end_rule(ch: str, kind: str, short: bool, right: bool, text: str) -> str:
     """The boundary rule at one end of a value (see the module docstring)."""
     if kind == "UID":
         return "uid"
+    if kind == "name" and len(text) < _SHORT_NAME:
+        return "token"
     if _is_digit(ch):
         if right and kind == "birth date" and len(text) == 8 and text.isdigit():
             return "none"  # a date followed by a time is a date time
@@ -613,10 +627,10 @@ class IdentifierSet:
             return
         found.kinds.add(kind)
         found.patients.add(patient)
-        if left == "none":
-            found.left = "none"
-        if right == "none":
-            found.right = "none"
+        if _LOOSENESS[left] > _LOOSENESS[found.left]:
+            found.left = left
+        if _LOOSENESS[right] > _LOOSENESS[found.right]:
+            found.right = right
 
     # -- from one input data set --
 
