@@ -276,6 +276,10 @@ PEEK_KEYS = {
     "sop_instance_uid": 0x00080018,
     "sop_class_uid": 0x00080016,
     "modality": 0x00080060,
+    "study_id": 0x00200010,
+    "operators_name": 0x00081070,
+    "performing_physician_name": 0x00081050,
+    "other_patient_ids": 0x00101000,
 }
 
 

@@ -41,6 +41,10 @@ _IDENTIFYING_PEEK_VALUES = (
     "institution_name",
     "referring_physician_name",
     "station_name",
+    "performing_physician_name",
+    "operators_name",
+    "other_patient_ids",
+    "study_id",
 )
 
 
