@@ -315,8 +315,9 @@ def _read_all(fd: int, size: int) -> bytes:
     return data
 
 
-# Inputs up to this size are read whole; larger ones are mapped and their pixel tail copied in the kernel.
-SMALL_FILE = 1 << 20
+# Inputs up to this size are read whole (one read, one writev); larger ones are mapped and their pixel tail
+# copied in the kernel (copy_file_range), which measured faster for 0.5 MB CT images.
+SMALL_FILE = 128 << 10
 
 _MADE_DIRECTORIES: set[str] = set()
 
