@@ -152,6 +152,21 @@ def test_in_process_run_numbers_in_listing_order_once_per_shard(archive, compile
     assert not journal_dir(tmp_path / "out.reid").exists()
 
 
+def test_a_worker_that_forgets_numbers_asks_again_for_all_of_a_shard(monkeypatch) -> None:
+    from veil import pipeline
+
+    monkeypatch.setattr(pipeline, "_COUNTER_CACHE_LIMIT", 4)
+    lookup = CounterLookup()
+    lookup.add([b"A", b"B", b"C"], [b"1", b"2", b"3"])
+    assert lookup.unknown([b"C", b"D", b"C"]) == [b"D"]  # fits: only the new one
+    # B known, E F new: 3 + 2 > 4, so all are forgotten and the shard asks for B again too.
+    assert lookup.unknown([b"E", b"B", b"F"]) == [b"E", b"B", b"F"]
+    lookup.add([b"E", b"B", b"F"], [b"5", b"2", b"6"])
+    assert [lookup(v) for v in (b"E", b"B", b"F")] == [b"5", b"2", b"6"]
+    with pytest.raises(KeyError_):
+        lookup(b"A")
+
+
 def _fork_context(monkeypatch) -> None:
     monkeypatch.setattr(engine, "_pool_context", lambda: multiprocessing.get_context("fork"))
 

@@ -94,15 +94,20 @@ class CounterLookup:
         return new
 
     def unknown(self, values: Iterable[bytes]) -> list[bytes]:
-        """``values`` not numbered yet, in their order, each once."""
+        """``values`` not numbered yet, in their order, each once: what a shard asks the key service for.
+        When their numbers would not fit beside those held (``_COUNTER_CACHE_LIMIT``), everything held is
+        forgotten first and all of ``values`` are asked for."""
+        ordered = list(dict.fromkeys(values))
         numbers = self.numbers
-        return [v for v in dict.fromkeys(values) if v not in numbers]
+        unknown = [v for v in ordered if v not in numbers]
+        if unknown and len(numbers) + len(unknown) > _COUNTER_CACHE_LIMIT:
+            numbers.clear()
+            return ordered
+        return unknown
 
     def add(self, values: list[bytes], pseudonyms: list[bytes]) -> None:
         if len(values) != len(pseudonyms):
             raise CounterPseudonymError(f"the key service numbered {len(pseudonyms)} of {len(values)} values")
-        if len(self.numbers) + len(values) > _COUNTER_CACHE_LIMIT:
-            self.numbers.clear()  # only between shards: the shard about to run asks again for what it needs
         self.numbers.update(zip(values, pseudonyms, strict=True))
 
 
