@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from veil.errors import KeyError_
-from veil.keys import Key, KeyedFunctions, generate_key_file, load_key
+from veil.keys import CounterFormat, Key, KeyedFunctions, counter_format, generate_key_file, load_key
 
 
 def test_keygen_writes_32_bytes_readable_by_owner_only(tmp_path) -> None:
@@ -76,3 +76,18 @@ def test_date_shift_is_per_patient_and_in_range() -> None:
     shifts = {f.date_shift(f"P{i}") for i in range(200)}
     assert all(-100 <= s <= -10 for s in shifts) and len(shifts) > 30
     assert f.date_shift("P1") == f.date_shift(b"P1 ")
+
+
+def test_counter_format_parses_formats_and_reads_back_its_numbers() -> None:
+    fmt = counter_format("SUBJ-{counter:6}-X")
+    assert fmt == CounterFormat("SUBJ-", 6, "-X") and fmt.max_length == 5 + 9 + 2
+    assert fmt.format(123) == b"SUBJ-000123-X" and fmt.format(123456789) == b"SUBJ-123456789-X"
+    assert fmt.number_of(b"SUBJ-000123-X") == 123 and fmt.number_of(b"SUBJ-1234567-X") == 1234567
+    for other in (b"SUBJ-00123-X", b"SUBJ-0001234-X", b"SUBJ-000000-X", b"SUBJ-00012a-X", b"SUBJ-000123"):
+        assert fmt.number_of(other) is None
+    with pytest.raises(KeyError_, match="exhausted"):
+        fmt.format(10**9)
+    assert counter_format("{hash:8}") is None and counter_format(None) is None
+    for bad in ("{counter}", "{counter:13}", "{hash:4}{counter:2}", "{counter:2}{counter:2}"):
+        with pytest.raises(KeyError_):
+            counter_format(bad)

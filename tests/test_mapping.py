@@ -193,7 +193,7 @@ def test_counter_pseudonyms_are_stable_per_value_and_recorded(tmp_path) -> None:
         ("PatientID", "SUBJ-000003", "C"),
         ("PatientID", "SUBJ-000004", "D"),
     ]
-    with pytest.raises(ValueError, match="not 'P' with 6"):
+    with pytest.raises(ValueError, match=r"not 'P\{counter:6\}'"):
         service.counter_pseudonyms("PatientID", [b"E"], "P", 6)
 
 

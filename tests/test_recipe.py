@@ -279,6 +279,36 @@ REFUSALS = [
         6,
         "no {hash}",
     ),
+    (
+        "counter_without_width",
+        PROFILE + "parameters:\n  pseudonym_pattern: 'SUBJ-{counter}'\nrules: []\n",
+        6,
+        "write {counter:N}",
+    ),
+    (
+        "counter_too_wide",
+        PROFILE + "parameters:\n  pseudonym_pattern: 'SUBJ-{counter:13}'\nrules: []\n",
+        6,
+        "(1 to 12)",
+    ),
+    (
+        "counter_mixed_with_hash",
+        PROFILE + "parameters:\n  pseudonym_pattern: '{hash:4}-{counter:4}'\nrules: []\n",
+        6,
+        "cannot be mixed",
+    ),
+    (
+        "two_counters",
+        PROFILE + "parameters:\n  pseudonym_pattern: '{counter:3}-{counter:3}'\nrules: []\n",
+        6,
+        "one {counter:N} field only",
+    ),
+    (
+        "counter_literal_text",
+        PROFILE + "parameters:\n  pseudonym_pattern: 'SUBJ#{counter:3}'\nrules: []\n",
+        6,
+        "literal text may hold",
+    ),
     ("age_cap_out_of_range", PROFILE + "parameters:\n  age_cap: 1000\nrules: []\n", 6, "1 to 999"),
     (
         "dummy_invalid_for_vr",
@@ -585,6 +615,27 @@ def test_a_longer_pattern_in_a_child_is_refused_at_the_pattern_line(tmp_path: Pa
     )
     error = refused(path)
     assert error.line == 5 and "SH holds 16" in error.problem
+
+
+def test_a_counter_pattern_is_checked_with_three_digits_to_grow(tmp_path: Path):
+    """``{counter:N}`` values may outgrow N digits by 3: SUBJECT-{counter:6} can reach 17 characters, more
+    than SH (16) holds, though its first values are 14."""
+    path = write(
+        tmp_path,
+        "name: long\nversion: '1'\nextends: research\nparameters:\n"
+        "  pseudonym_pattern: 'SUBJECT-{counter:6}'\nrules: []\n",
+        "long.yml",
+    )
+    error = refused(path)
+    assert error.line == 5 and "are 17 characters" in error.problem and "SH holds 16" in error.problem
+    fits = write(
+        tmp_path,
+        "name: fits\nversion: '1'\nextends: research\nparameters:\n"
+        "  pseudonym_pattern: 'SUBJ-{counter:8}'\nrules: []\n",
+        "fits.yml",
+    )
+    compiled = compile_recipe(load_recipe(fits))
+    assert compiled.counter is not None and compiled.counter.max_length == 16
 
 
 def test_the_files_own_names_are_removed_when_the_caller_sets_them():

@@ -161,6 +161,11 @@ def _deidentify(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe)
     compiled = compile_recipe(recipe)
+    if compiled.counter is not None:
+        print(f"veil deidentify: error: pseudonym pattern {compiled.counter.pattern!r} numbers values through "
+              "the key service of a run: use `veil run --reid-table TABLE`, which keeps the numbers",
+              file=sys.stderr)
+        return EXIT_FATAL
     key = load_key(args.key) if (args.key or os.environ.get("VEIL_KEY") or recipe.requires_key) else None
     functions = KeyedFunctions(key, **compiled.key_parameters) if key is not None else None
     if not args.src.exists():

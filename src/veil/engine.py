@@ -6,6 +6,13 @@ tasks (``--ray`` on this machine, ``--address`` on a cluster; Ray costs seconds 
 cluster). Every output byte is a pure
 function of (input bytes, recipe, key), so a retried or resumed shard writes exactly what it would have; a
 shard is complete when its audit part exists, and ``--resume`` skips those.
+
+Counter pseudonyms (``SUBJ-{counter:6}``) are the one exception to "a function of the key": their numbers come
+from the run's :class:`~veil.mapping.KeyService`. Before a shard is rewritten, its worker lists the values it will
+pseudonymise (a collecting pass with the same Plan) and asks the service once for those it has no number for:
+directly in this process, through the Ray key actor, or, for a local pool, through a ``BaseManager`` process
+that serves the service (started before the pool, dying with the driver). The service journals the numbers
+before it answers; a run with counters loads the table and its journal first, so a resumed run goes on.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 
 import blake3
@@ -32,7 +40,7 @@ import numpy as np
 from veil import __version__, audit
 from veil.errors import VeilError
 from veil.keys import Key, KeyedFunctions
-from veil.pipeline import Deidentifier, FileOutcome
+from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
 from veil.recipe import CompiledRecipe
 
 log = logging.getLogger(__name__)
@@ -282,9 +290,28 @@ def _deidentifier(ctx: ShardContext, functions_source: Callable[[], KeyedFunctio
     worker = _WORKERS.get(ctx.run_id)
     if worker is None:
         _WORKERS.clear()
-        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels)
+        # Counter pseudonyms: the numbers this worker was handed, looked up (never a keyed hash instead).
+        lookup = CounterLookup() if ctx.plan_recipe.counter is not None else None
+        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels, lookup)
         _WORKERS[ctx.run_id] = worker
     return worker
+
+
+# (shard, values) -> their counter pseudonyms, from the run's key service: one call per shard.
+NumberSource = Callable[[int, list[bytes]], list[bytes]]
+
+
+def _number_values(worker: Deidentifier, shard: int, entries: list[Entry], number_source: NumberSource | None) -> None:
+    """Before a shard is rewritten: the values its files will pseudonymise that this worker has no number for
+    yet, numbered by the key service in one call (which journals them before it answers)."""
+    lookup = worker.pseudonyms
+    if not isinstance(lookup, CounterLookup):
+        raise FatalRunError("counter pseudonyms need a worker built for them")
+    if number_source is None:
+        raise FatalRunError("counter pseudonyms need the run's key service")
+    unknown = lookup.unknown(worker.pseudonym_values(entry.path for entry in entries if not entry.error))
+    if unknown:
+        lookup.add(unknown, list(number_source(shard, unknown)))
 
 
 def process_shard(
@@ -294,9 +321,14 @@ def process_shard(
     functions_source: Callable[[], KeyedFunctions | None],
     audit_key: bytes,
     reid_sink: Callable[[int, list[tuple[str, bytes, bytes]]], object] | None = None,
+    number_source: NumberSource | None = None,
 ) -> ShardResult:
-    """De-identifies one shard's files and writes its audit part (last: its presence marks completion)."""
+    """De-identifies one shard's files and writes its audit part (last: its presence marks completion).
+
+    With counter pseudonyms, ``number_source`` numbers the shard's new values first (one call)."""
     worker = _deidentifier(ctx, functions_source)
+    if ctx.plan_recipe.counter is not None:
+        _number_values(worker, shard, entries, number_source)
     dst = ctx.dst
     rows: list[audit.AuditRow] = []
     pixel_records: list[audit.PixelRecord] = []
@@ -439,6 +471,15 @@ def run(
     """Runs (or resumes) a whole job; returns the totals. Raises FatalRunError for a run that cannot go on."""
     from veil import mapping
 
+    counter = compiled.counter
+    if counter is not None and not options.reid_table:
+        raise FatalRunError(
+            f"pseudonym pattern {counter.pattern!r} numbers values: give --reid-table. The numbers handed out "
+            "live in that (encrypted) table, which keeps them consistent across resumed runs and is the only way "
+            "back from a number to its original"
+        )
+    if counter is not None and key is None:
+        raise FatalRunError(f"pseudonym pattern {counter.pattern!r} needs a key (--key or VEIL_KEY)")
     check_destination(options)
     dst = Path(options.dst)
     started = time.time()
@@ -477,6 +518,9 @@ def run(
     reid_table = os.path.realpath(options.reid_table) if options.reid_table and key is not None else None
     if reid_table is not None and service is not None:
         service.set_journal(reid_table)
+        if counter is not None:
+            # The numbers already handed out (a resumed run's journal, the table of earlier runs) go on.
+            service.load_reid(reid_table)
     ctx = ShardContext(
         run_id=run_id,
         dst=str(dst),
@@ -503,7 +547,8 @@ def run(
                     summary.shards_resumed += 1
                     continue
                 sink = (lambda n, pairs: service.record_reid(pairs, n)) if service is not None else None
-                summary.add(process_shard(ctx, number, entries, lambda: functions, audit_key, sink))
+                numbers = _service_numbers(service, counter) if counter is not None else None
+                summary.add(process_shard(ctx, number, entries, lambda: functions, audit_key, sink, numbers))
                 if progress:
                     progress(summary, None)
         else:
@@ -549,6 +594,17 @@ def _chain(head: list[tuple[int, list[Entry]]], rest: Iterator[tuple[int, list[E
     yield from rest
 
 
+def _service_numbers(service, counter) -> NumberSource:  # type: ignore[no-untyped-def]
+    """Counter pseudonyms from a KeyService, or a proxy of one (a pool process): one call per shard."""
+    from veil import mapping
+
+    def numbers(shard: int, values: list[bytes]) -> list[bytes]:
+        return service.counter_pseudonyms(mapping.COUNTER_KIND, values, counter.prefix, counter.width,
+                                          counter.suffix, shard)
+
+    return numbers
+
+
 def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyped-def]
     from veil import mapping
 
@@ -562,9 +618,11 @@ def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyp
 _POOL_STATE: dict[str, object] = {}
 
 
-def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer: object, journal: str | None) -> None:
+def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer: object, journal: str | None,
+               key_service: tuple[object, bytes] | None = None) -> None:
     """Runs once in each pool process: the run's context and the worker sub-keys (never the master key), and
-    where the run keeps a re-identification table, the journal folder and the sub-key that seals its parts."""
+    where the run keeps a re-identification table, the journal folder and the sub-key that seals its parts;
+    with counter pseudonyms, a proxy of the key service (its address and authentication key)."""
     from veil import mapping
 
     _die_with_parent()
@@ -573,6 +631,34 @@ def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer:
     _POOL_STATE["audit_key"] = audit_key
     _POOL_STATE["sealer"] = sealer
     _POOL_STATE["journal"] = journal
+    _POOL_STATE["numbers"] = None
+    if key_service is not None:
+        address, authkey = key_service
+        manager = _KeyServiceManager(address=address, authkey=authkey)
+        manager.connect()
+        _POOL_STATE["numbers"] = _service_numbers(manager.key_service(), ctx.plan_recipe.counter)  # type: ignore[attr-defined]
+
+
+class _KeyServiceManager(BaseManager):
+    """Serves the run's :class:`~veil.mapping.KeyService` to the pool processes, which cannot call the
+    driver's object: counter pseudonyms, one call per shard. Its process holds the service (inherited by
+    fork, or pickled to it by the forkserver: a process of this machine and user) and dies with the driver."""
+
+
+_SERVED: dict[str, object] = {}
+
+
+def _served_key_service() -> object:
+    return _SERVED["service"]
+
+
+def _serve_key_service(service: object) -> None:
+    """Runs in the manager's process before it serves."""
+    _die_with_parent()
+    _SERVED["service"] = service
+
+
+_KeyServiceManager.register("key_service", callable=_served_key_service)
 
 
 def _die_with_parent() -> None:
@@ -603,7 +689,8 @@ def _pool_shard(number: int, entries: list[Entry]) -> tuple[ShardResult, list[tu
         mapping.write_reid_part(journal, shard, pairs, sealer)  # type: ignore[arg-type]
 
     result = process_shard(ctx, number, entries, lambda: functions, _POOL_STATE["audit_key"],  # type: ignore[arg-type]
-                           sink if ctx.reid and journal is not None else None)  # type: ignore[attr-defined]
+                           sink if ctx.reid and journal is not None else None,  # type: ignore[attr-defined]
+                           _POOL_STATE["numbers"])  # type: ignore[arg-type]
     return result, []
 
 
@@ -634,8 +721,7 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
     were in flight are run again (each output is a pure function of its input, so a redone shard writes the
     same bytes); a shard that has killed its worker ``POOL_RETRIES`` times stops the run.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures import ProcessPoolExecutor
 
     from veil import mapping
 
@@ -645,10 +731,32 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
     journal = str(mapping.journal_dir(os.path.realpath(options.reid_table))) if sealer is not None else None
     context = _pool_context()
     limit = options.max_in_flight or 2 * options.workers
+    manager: _KeyServiceManager | None = None
+    served: tuple[object, bytes] | None = None
+    if ctx.plan_recipe.counter is not None:
+        if service is None:
+            raise FatalRunError("counter pseudonyms need the run's key service")
+        # Started before the pool; the service it holds has the journal set and the earlier numbers loaded.
+        authkey = os.urandom(32)
+        manager = _KeyServiceManager(authkey=authkey, ctx=context)
+        manager.start(_serve_key_service, (service,))
+        served = (manager.address, authkey)
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=options.workers, mp_context=context, initializer=_pool_init,
-                                   initargs=(ctx, worker_keys, audit_key, sealer, journal))
+                                   initargs=(ctx, worker_keys, audit_key, sealer, journal, served))
+
+    try:
+        _pool_loop(options, service, all_shards, done, summary, progress, new_pool, limit)
+    finally:
+        if manager is not None:
+            manager.shutdown()
+
+
+def _pool_loop(options, service, all_shards, done, summary, progress, new_pool, limit) -> None:  # type: ignore[no-untyped-def]
+    """The shards of :func:`_run_on_pool` through pools made by ``new_pool``."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     pool = new_pool()
     in_flight: dict = {}  # future -> (shard number, entries)
@@ -750,6 +858,8 @@ def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progres
         )
         if ctx.reid and options.reid_table:
             ray.get(actor.set_journal.remote(os.path.realpath(options.reid_table)))
+            if ctx.plan_recipe.counter is not None:
+                ray.get(actor.load_reid.remote(os.path.realpath(options.reid_table)))
     ctx_ref = ray.put(ctx)
     task = ray.remote(_ray_shard).options(max_retries=3, retry_exceptions=False)
     in_flight: dict = {}
@@ -794,4 +904,12 @@ def _ray_shard(ctx: ShardContext, number: int, entries: list[Entry], actor, audi
 
         return ray.get(actor.record_reid.remote(pairs, shard))  # journaled before the shard counts as done
 
-    return process_shard(ctx, number, entries, functions, audit_key, sink if actor is not None and ctx.reid else None)
+    def numbers(shard: int, values: list[bytes]) -> list[bytes]:
+        import ray
+
+        counter = ctx.plan_recipe.counter
+        return ray.get(actor.counter_pseudonyms.remote(mapping.COUNTER_KIND, values, counter.prefix, counter.width,
+                                                       counter.suffix, shard))
+
+    return process_shard(ctx, number, entries, functions, audit_key, sink if actor is not None and ctx.reid else None,
+                         numbers if actor is not None else None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -330,6 +330,13 @@ def throwaway_functions(compiled: CompiledRecipe) -> KeyedFunctions:
     return KeyedFunctions(Key(os.urandom(KEY_SIZE)), **compiled.key_parameters)
 
 
+def _preview_counter(compiled: CompiledRecipe) -> Callable[[bytes], bytes] | None:
+    """Counter pseudonyms numbered in this preview only (a run's numbers come from its key service)."""
+    from veil.pipeline import PreviewCounter
+
+    return PreviewCounter(compiled.counter) if compiled.counter is not None else None
+
+
 def _compiled(recipe: CompiledRecipe | Recipe | str | os.PathLike[str]) -> CompiledRecipe:
     return recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
 
@@ -362,7 +369,7 @@ def inspect_bytes(
     if functions is None and compiled.recipe.requires_key:
         functions = throwaway_functions(compiled)
         throwaway = True
-    result = Deidentifier(compiled.plan, functions).rewrite(data, path)
+    result = Deidentifier(compiled.plan, functions, pseudonyms=_preview_counter(compiled)).rewrite(data, path)
     touched = dict(result.touched())
     before = _read(data, path)
     after = _read(result.tobytes(), path)
@@ -566,7 +573,7 @@ def dry_run(
     plan = compiled.plan
     if functions is None and compiled.recipe.requires_key:
         functions = throwaway_functions(compiled)
-    worker = Deidentifier(plan, functions)
+    worker = Deidentifier(plan, functions, pseudonyms=_preview_counter(compiled))
     started = time.perf_counter()
     files = 0
     quarantined: Counter[str] = Counter()

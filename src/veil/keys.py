@@ -18,7 +18,8 @@ import blake3
 
 from veil.errors import KeyError_
 
-__all__ = ["Key", "KeyedFunctions", "generate_key_file", "load_key", "KEY_ENV", "KEY_SIZE"]
+__all__ = ["Key", "KeyedFunctions", "CounterFormat", "CounterPseudonymError", "counter_format", "generate_key_file",
+           "load_key", "KEY_ENV", "KEY_SIZE", "COUNTER_EXTRA_DIGITS", "COUNTER_MAX_WIDTH"]
 
 KEY_SIZE = 32
 KEY_ENV = "VEIL_KEY"  # 64 hex digits: the key material itself, for environments without a key file
@@ -88,6 +89,79 @@ def load_key(path: str | os.PathLike[str] | None = None, *, environ: dict[str, s
 _UUID_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _UUID_V8_BITS = (0x8 << 76) | (0x2 << 62)
 _PATTERN_FIELD = re.compile(r"\{hash(?::(\d+))?\}")
+_COUNTER_FIELD = re.compile(r"\{counter(?::(\d+))?\}")
+COUNTER_MAX_WIDTH = 12  # {counter:N}: N is the least number of digits, 1 to 12
+# A counter outgrows its N digits after 10**N - 1 values; it may grow by this many digits more, and recipes check
+# that the longest such value (literal text + N + 3) fits every VR it is written to. The key service refuses to
+# hand out a longer number rather than write a value the recipe was not checked for.
+COUNTER_EXTRA_DIGITS = 3
+
+
+class CounterPseudonymError(KeyError_):
+    """A counter pseudonym that cannot be made here: no number was handed out for the value (the file is
+    quarantined), the counter is exhausted, or the tool has no key service to number values."""
+
+
+@dataclass(frozen=True)
+class CounterFormat:
+    """A counter pseudonym pattern such as ``SUBJ-{counter:6}``: literal prefix, least digits, literal suffix."""
+
+    prefix: str
+    width: int
+    suffix: str = ""
+
+    @property
+    def max_digits(self) -> int:
+        return self.width + COUNTER_EXTRA_DIGITS
+
+    @property
+    def max_length(self) -> int:
+        """The longest pseudonym this format can make (what recipes check against the VR limits)."""
+        return len(self.prefix) + self.max_digits + len(self.suffix)
+
+    def format(self, number: int) -> bytes:
+        """``prefix`` + ``number`` zero-padded to ``width`` + ``suffix``; refuses a number of more digits than
+        :attr:`max_digits`."""
+        if not 1 <= number < 10**self.max_digits:
+            raise CounterPseudonymError(
+                f"counter pseudonym {self.pattern!r} is exhausted: number {number} needs more than "
+                f"{self.max_digits} digits (widen {{counter:N}})"
+            )
+        return b"%s%0*d%s" % (self.prefix.encode("ascii"), self.width, number, self.suffix.encode("ascii"))
+
+    def number_of(self, value: bytes) -> int | None:
+        """The number inside a pseudonym of this format, or None when ``value`` is not one."""
+        prefix, suffix = self.prefix.encode("ascii"), self.suffix.encode("ascii")
+        if not (value.startswith(prefix) and value.endswith(suffix)) or len(value) < len(prefix) + len(suffix):
+            return None
+        digits = value[len(prefix) : len(value) - len(suffix)]
+        if not (self.width <= len(digits) <= self.max_digits and digits.isdigit()):
+            return None
+        if len(digits) > self.width and digits[:1] == b"0":
+            return None  # a number that outgrew the width is never zero-padded
+        number = int(digits)
+        return number if number >= 1 else None
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.prefix}{{counter:{self.width}}}{self.suffix}"
+
+
+def counter_format(pattern: str | None) -> CounterFormat | None:
+    """The :class:`CounterFormat` of a ``{counter:N}`` pattern, None for a ``{hash}`` pattern (or None).
+    Raises ``KeyError_`` for a pattern that mixes the two or holds more than one counter field; recipes
+    report the same problems with file and line first (``veil.recipe``)."""
+    if pattern is None:
+        return None
+    fields = list(_COUNTER_FIELD.finditer(pattern))
+    if not fields:
+        return None
+    if len(fields) > 1 or _PATTERN_FIELD.search(pattern):
+        raise KeyError_(f"pseudonym pattern {pattern!r}: exactly one {{counter:N}} field and no {{hash}} field")
+    field_ = fields[0]
+    if field_.group(1) is None or not 1 <= int(field_.group(1)) <= COUNTER_MAX_WIDTH:
+        raise KeyError_(f"pseudonym pattern {pattern!r}: write {{counter:N}} with N from 1 to {COUNTER_MAX_WIDTH}")
+    return CounterFormat(pattern[: field_.start()], int(field_.group(1)), pattern[field_.end() :])
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
 
@@ -98,8 +172,12 @@ class KeyedFunctions:
         lo, hi = shift_range
         if lo > hi:
             raise KeyError_(f"date shift range {shift_range} is empty")
-        if not _PATTERN_FIELD.search(pseudonym_pattern):
-            raise KeyError_(f"pseudonym pattern {pseudonym_pattern!r} has no {{hash}} or {{hash:N}} field")
+        # A counter pattern's numbers come from the run's key service (veil.mapping), never from here.
+        self.counter = counter_format(pseudonym_pattern)
+        if self.counter is None and not _PATTERN_FIELD.search(pseudonym_pattern):
+            raise KeyError_(
+                f"pseudonym pattern {pseudonym_pattern!r} has no {{hash}}, {{hash:N}} or {{counter:N}} field"
+            )
         self.key_id = key.key_id
         self._uid_key = key.subkey("uid")
         self._id_key = key.subkey("id")
@@ -116,7 +194,16 @@ class KeyedFunctions:
         return b"2.25.%d" % value
 
     def pseudonym(self, original: bytes) -> bytes:
-        """A keyed hash of an ID formatted to the pattern: ``{hash:N}`` is N base32 characters."""
+        """A keyed hash of an ID formatted to the pattern: ``{hash:N}`` is N base32 characters.
+
+        A counter pattern is refused: its numbers are handed out by the key service of ``veil run`` (which
+        keeps them in the re-identification table), and a keyed hash in their place would be a silent change
+        of scheme."""
+        if self.counter is not None:
+            raise CounterPseudonymError(
+                f"pseudonym pattern {self.counter.pattern!r} numbers values through the key service of "
+                "`veil run --reid-table`; this tool cannot make counter pseudonyms"
+            )
         digest = blake3.blake3(original, key=self._id_key).digest(length=40)
         alphabet = "".join(_B32[b & 31] for b in digest)
 

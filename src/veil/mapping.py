@@ -19,6 +19,11 @@ Journal: while a run goes on, each shard's rows are sealed the same way into ``T
 (beside the table, so apart from SRC and DST too) *before* the shard's audit part marks it done; at the end of
 the run the table is rewritten as the union of the table already there, every journal part and the rows in
 memory, and the journal removed. So a run killed and resumed loses no row, and a table only grows.
+
+Counter pseudonyms (``SUBJ-{counter:6}``) are rows of kind ``pseudonym``: the numbers handed out in a call for a
+shard are sealed into ``TABLE.journal/shard-N.counters.bin`` before the call returns, so before any output
+carries them. A run that uses counters first loads the table and its journal (:meth:`KeyService.load_reid`):
+a value numbered before keeps its number, new values get numbers above the highest used.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veil.errors import KeyError_, VeilError
-from veil.keys import Key, KeyedFunctions
+from veil.keys import CounterFormat, Key, KeyedFunctions
 
 __all__ = [
     "KeyService",
@@ -54,6 +59,7 @@ __all__ = [
     "worker_functions",
     "REID_MAGIC",
     "REID_VERSION",
+    "COUNTER_KIND",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +71,7 @@ _HEADER_SIZE = len(REID_MAGIC) + 1 + _KEY_ID_SIZE
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _WORKER_PURPOSES = ("uid", "id", "date", "audit")
+COUNTER_KIND = "pseudonym"  # the one numbering every counter pseudonym of a run shares
 
 PathLike = str | os.PathLike[str]
 
@@ -142,13 +149,18 @@ def journal_dir(table: PathLike) -> Path:
 
 
 def write_reid_part(journal: PathLike, shard: int, pairs: Sequence[tuple[str, bytes, bytes]],
-                    sealer: Key | ReidSealer) -> Path:
-    """Seals one shard's (kind, new, original) rows into ``journal/shard-N.bin`` (atomic, mode 0600)."""
+                    sealer: Key | ReidSealer, part: str = "") -> Path:
+    """Seals one shard's (kind, new, original) rows into ``journal/shard-N.bin`` (atomic, mode 0600); with
+    ``part``, into ``shard-N.PART.bin``, merged with the rows that part already holds (that needs the key)."""
     folder = Path(journal)
     folder.mkdir(mode=0o700, parents=False, exist_ok=True)
-    rows = sorted({(kind, _normalise(new), _normalise(original)) for kind, new, original in pairs})
-    target = folder / f"shard-{shard:08d}.bin"
-    _write_atomic(target, _seal(rows, cast(Key, sealer)))
+    rows = {(kind, _normalise(new), _normalise(original)) for kind, new, original in pairs}
+    target = folder / (f"shard-{shard:08d}.{part}.bin" if part else f"shard-{shard:08d}.bin")
+    if part and target.exists():
+        # A shard run again (its worker died) may ask for fewer values: the part keeps every number given out.
+        rows.update((kind, new.encode("utf-8", "surrogateescape"), original.encode("utf-8", "surrogateescape"))
+                    for kind, new, original in read_reid_table(target, cast(Key, sealer)))
+    _write_atomic(target, _seal(sorted(rows), cast(Key, sealer)))
     return target
 
 
@@ -179,8 +191,11 @@ class KeyService:
     table.
 
     Rows live in memory and, per shard, in the table's journal (:meth:`set_journal`); :meth:`write_reid_table`
-    merges them with the table already on disk, so a resumed run's table holds every row. Counter numbers
-    live in memory only: a resumed run's counters start again at 1.
+    merges them with the table already on disk, so a resumed run's table holds every row. Counter numbers are
+    such rows too: :meth:`load_reid` reads the table and its journal back, and the numbering goes on from them.
+
+    It pickles (for the process that serves it to a local pool, :mod:`veil.engine`) with its key: never send
+    it anywhere but to a process of this machine and user.
     """
 
     def __init__(
@@ -199,11 +214,21 @@ class KeyService:
         self._original_of: dict[tuple[str, bytes], bytes] = {}
         self._collisions = 0
         self._counters: dict[str, dict[bytes, int]] = {}
-        self._counter_format: dict[str, tuple[str, int]] = {}
+        self._counter_next: dict[str, int] = {}
+        self._counter_format: dict[str, CounterFormat] = {}
         self._workers_served = 0
         self._journal: Path | None = None
         if key_material is not None:
             self.load_key(key_material)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def load_key(self, key_material: bytes) -> str:
         """Gives the service its key (once; the same key again is a no-op); returns the key id."""
@@ -274,28 +299,68 @@ class KeyService:
         key = self._require_key()
         return ReidSealer(key.key_id, key.subkey("reid-table"))
 
-    def counter_pseudonyms(self, kind: str, values: Sequence[bytes], prefix: str, width: int) -> list[bytes]:
-        """``prefix`` + a zero-padded number per value (``SUBJ-000123``), one call per shard.
+    def load_reid(self, table: PathLike) -> int:
+        """Reads the rows of ``table`` (when it exists) and of its journal (a killed run's shards) into memory,
+        so counter pseudonyms go on from the numbers already handed out. Returns the rows now held."""
+        key = self._require_key()
+        target = Path(table)
+        if not target.is_absolute():
+            raise ReidTableError(f"{table}: the re-identification table needs absolute paths")
+        journal = journal_dir(target)
+        sources = ([target] if target.exists() else []) + (
+            sorted(journal.glob("shard-*.bin")) if journal.is_dir() else []
+        )
+        earlier: list[tuple[str, str, str]] = []
+        for source in sources:
+            earlier.extend(read_reid_table(source, key))  # another key's table or a damaged part: refused
+        with self._lock:
+            if self._counters:
+                raise ReidTableError("load the re-identification table before numbering any value")
+            for kind, new, original in earlier:
+                self._add_row(kind, new.encode("utf-8", "surrogateescape"),
+                              original.encode("utf-8", "surrogateescape"))
+            return len(self._rows)
+
+    def _numbers(self, kind: str, fmt: CounterFormat) -> dict[bytes, int]:
+        """The numbers of ``kind`` (under the lock): on first use, those the rows already hold in ``fmt``."""
+        numbers = self._counters.get(kind)
+        if numbers is None:
+            numbers = self._counters[kind] = {}
+            highest = 0
+            for row_kind, new, original in self._rows:
+                number = fmt.number_of(new) if row_kind == kind else None
+                if number is None:
+                    continue
+                highest = max(highest, number)
+                if numbers.get(original, number) >= number:  # an original numbered twice keeps its first
+                    numbers[original] = number
+            self._counter_next[kind] = highest + 1
+        return numbers
+
+    def counter_pseudonyms(self, kind: str, values: Sequence[bytes], prefix: str, width: int, suffix: str = "",
+                           shard: int | None = None) -> list[bytes]:
+        """``prefix`` + a zero-padded number + ``suffix`` per value (``SUBJ-000123``), one call per shard.
 
         The same value (padding removed) always gets the same number of its kind; new values get the next
-        numbers in the order they arrive, so numbers are stable within a run but not across runs (use keyed
-        pseudonyms for that). Each pair is recorded for re-identification. An empty value stays empty.
-        ``width`` is the least number of digits. A kind keeps the prefix and width of its first call.
+        numbers in the order they arrive (after the highest in the rows loaded by :meth:`load_reid`), so
+        numbers are stable within a run and a resumed run, and across runs that share a table, but not
+        otherwise (use keyed pseudonyms for that). Each pair is recorded for re-identification and, with
+        ``shard`` and a journal, sealed into the shard's journal part before this returns. An empty value
+        stays empty. ``width`` is the least number of digits (at most ``width`` + 3, then the counter is
+        exhausted: ``CounterPseudonymError``). A kind keeps the format of its first call.
         """
-        self._require_key()
+        key = self._require_key()
         if width < 1:
             raise ValueError(f"counter width must be at least 1, not {width}")
-        try:
-            prefix_bytes = prefix.encode("ascii")
-        except UnicodeEncodeError:
-            raise ValueError(f"counter prefix {prefix!r} must be ASCII") from None
+        if not (prefix + suffix).isascii():
+            raise ValueError(f"counter prefix and suffix {prefix!r}, {suffix!r} must be ASCII")
+        asked = CounterFormat(prefix, width, suffix)
+        rows: list[tuple[str, bytes, bytes]] = []
         with self._lock:
-            fmt = self._counter_format.setdefault(kind, (prefix, width))
-            if fmt != (prefix, width):
-                raise ValueError(
-                    f"{kind} counters are {fmt[0]!r} with {fmt[1]} digits, not {prefix!r} with {width}"
-                )
-            numbers = self._counters.setdefault(kind, {})
+            fmt = self._counter_format.setdefault(kind, asked)
+            if fmt != asked:
+                raise ValueError(f"{kind} counters are {fmt.pattern!r}, not {asked.pattern!r}")
+            numbers = self._numbers(kind, fmt)
             out: list[bytes] = []
             for value in values:
                 original = _normalise(value)
@@ -304,11 +369,17 @@ class KeyService:
                     continue
                 number = numbers.get(original)
                 if number is None:
-                    number = numbers[original] = len(numbers) + 1
-                new = b"%s%0*d" % (prefix_bytes, width, number)
+                    new = fmt.format(self._counter_next[kind])  # refuses a number past the widest checked
+                    number = numbers[original] = self._counter_next[kind]
+                    self._counter_next[kind] += 1
+                else:
+                    new = fmt.format(number)
                 self._add_row(kind, new, original)
+                rows.append((kind, new, original))
                 out.append(new)
-            return out
+        if shard is not None and self._journal is not None and rows:
+            write_reid_part(self._journal, shard, rows, key, part="counters")
+        return out
 
     def stats(self) -> dict[str, int]:
         """Counts for the run log: rows, pseudonym collisions, numbered values, worker processes served."""

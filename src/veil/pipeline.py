@@ -13,14 +13,14 @@ import errno
 import mmap
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from veil import freetext
 from veil._core import Rewriter, RewriteResult, peek
 from veil.errors import MalformedDicom, VeilError
-from veil.keys import KeyedFunctions
+from veil.keys import CounterFormat, CounterPseudonymError, KeyedFunctions
 from veil.plan import Action, Plan
 
 ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
@@ -28,7 +28,7 @@ ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pixels section
     from veil import pixels
 
-__all__ = ["Deidentifier", "FileOutcome"]
+__all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter"]
 
 # The peek values whose words free-text cleaning removes from descriptions of the same file.
 _IDENTIFYING_PEEK_VALUES = (
@@ -88,17 +88,80 @@ _REID_VALUES = (
 )
 
 
-class Deidentifier:
-    """Applies one Plan with one set of keyed functions; reuse one per worker (it keeps native buffers)."""
+class CounterLookup:
+    """The pseudonym function of a run with counter pseudonyms: the numbers the key service handed this worker
+    (original value, padding stripped -> pseudonym). A value it was not given is an error that quarantines the
+    file, never a keyed hash in its place."""
 
-    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: object = None) -> None:
+    def __init__(self) -> None:
+        self.numbers: dict[bytes, bytes] = {}
+
+    def __call__(self, original: bytes) -> bytes:
+        new = self.numbers.get(original)
+        if new is None:
+            # Never the value itself in the message: it identifies someone.
+            raise CounterPseudonymError("a value to pseudonymise was not numbered by the key service")
+        return new
+
+    def unknown(self, values: Iterable[bytes]) -> list[bytes]:
+        """``values`` not numbered yet, in their order, each once: what a shard asks the key service for.
+        When their numbers would not fit beside those held (``_COUNTER_CACHE_LIMIT``), everything held is
+        forgotten first and all of ``values`` are asked for."""
+        ordered = list(dict.fromkeys(values))
+        numbers = self.numbers
+        unknown = [v for v in ordered if v not in numbers]
+        if unknown and len(numbers) + len(unknown) > _COUNTER_CACHE_LIMIT:
+            numbers.clear()
+            return ordered
+        return unknown
+
+    def add(self, values: list[bytes], pseudonyms: list[bytes]) -> None:
+        if len(values) != len(pseudonyms):
+            raise CounterPseudonymError(f"the key service numbered {len(pseudonyms)} of {len(values)} values")
+        self.numbers.update(zip(values, pseudonyms, strict=True))
+
+
+class PreviewCounter:
+    """Counter pseudonyms for previews that write nothing (``veil inspect``, ``veil run --dry-run``): numbered
+    from 1 in the order the values appear, in memory only. Never for outputs: a run's numbers come from its key
+    service and its re-identification table."""
+
+    def __init__(self, fmt: CounterFormat) -> None:
+        self.fmt = fmt
+        self.numbers: dict[bytes, bytes] = {}
+
+    def __call__(self, original: bytes) -> bytes:
+        new = self.numbers.get(original)
+        if new is None:
+            new = self.numbers[original] = self.fmt.format(len(self.numbers) + 1)
+        return new
+
+
+_COUNTER_CACHE_LIMIT = 1 << 20  # numbers one worker keeps between shards (asked again once forgotten)
+_PLACEHOLDER_UID = b"2.25.0"
+
+
+def _unchanged(tag: int, vr: str, value: bytes) -> bytes:
+    return value
+
+
+class Deidentifier:
+    """Applies one Plan with one set of keyed functions; reuse one per worker (it keeps native buffers).
+
+    ``pseudonyms`` replaces the keyed pseudonym function (a :class:`CounterLookup` in runs with counter
+    pseudonyms); :meth:`pseudonym_values` lists what it will be asked for.
+    """
+
+    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: object = None,
+                 pseudonyms: Callable[[bytes], bytes] | None = None) -> None:
         self.plan = plan
         self.functions = functions
         self.pixel_policy = pixel_policy  # veil.recipe.PixelPolicy: burned-in text rules, or None
+        self.pseudonyms = pseudonyms
         self._rewriter = Rewriter(
             plan,
             functions.uid if functions is not None else None,
-            functions.pseudonym if functions is not None else None,
+            pseudonyms if pseudonyms is not None else functions.pseudonym if functions is not None else None,
             functions.date_shift if functions is not None else None,
         )
         # The native small-file path: plans that need no peek at the file first (free-text cleaning does),
@@ -120,6 +183,55 @@ class Deidentifier:
             _MADE_DIRECTORIES.discard(directory)
             _make_directory(directory)
             return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
+
+    def pseudonym_values(self, paths: Iterable[str]) -> list[bytes]:
+        """Every value the pseudonym function will be asked for when ``paths`` are rewritten (padding stripped,
+        each once, in order of first appearance), nested sequences included.
+
+        The files go through a second Rewriter with the same Plan whose pseudonym function records its
+        argument: the same walk as the real rewrite, so exactly the same elements. It needs no real keyed
+        values: UIDs get a placeholder, dates no shift, free-text cleaning is replaced by keeping the text (it
+        changes values, never which elements there are). A file that fails here adds nothing (the real
+        rewrite quarantines it).
+        """
+        found: dict[bytes, None] = {}
+        seen: list[bytes] = []
+
+        def record(original: bytes) -> bytes:
+            seen.append(original)
+            return original
+
+        plan = self.plan if self.plan.callback is None else dataclasses.replace(self.plan, callback=_unchanged)
+
+        def new_collector() -> Rewriter:
+            return Rewriter(plan, lambda uid: _PLACEHOLDER_UID, record, None)
+
+        # A new Rewriter per call (and after a failed file): its cache would hide values it has seen before.
+        collector = new_collector()
+        for path in paths:
+            seen.clear()
+            try:
+                fd = os.open(path, _READ_FLAGS)
+            except OSError:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size == 0:
+                    continue
+                if size <= SMALL_FILE:
+                    collector.rewrite(_read_all(fd, size), 0, path)
+                else:
+                    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+                        result = collector.rewrite(mm, 0, path)
+                        if result.pixels is not None:
+                            result.pixels.release()
+            except (VeilError, OSError, ValueError):
+                collector = new_collector()
+                continue
+            finally:
+                os.close(fd)
+            found.update(dict.fromkeys(seen))
+        return list(found)
 
     def rewrite(self, data: bytes | memoryview | mmap.mmap, path: str = "") -> RewriteResult:
         """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write.

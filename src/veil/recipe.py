@@ -12,7 +12,7 @@ A recipe file (``recipes/README.md`` has the full reference)::
     defaults: {public: keep, private: remove, sequence: recurse}
     parameters:
       date_shift_days: [-3650, -1] # whole days, the range may not include 0
-      pseudonym_pattern: "{hash:16}"
+      pseudonym_pattern: "{hash:16}"  # or "SUBJ-{counter:6}": numbered by the run's key service (--reid-table)
       age_cap: 90
       dummy: {PN: ANONYMOUS}       # dummy values per VR (else veil.plan.DUMMY_VALUES)
     rules:
@@ -63,6 +63,7 @@ from pydicom.datadict import RepeatersDictionary, dictionary_VR, keyword_dict, k
 from veil import __version__
 from veil.errors import RecipeError
 from veil.freetext import CLEANABLE_VRS, clean_element
+from veil.keys import COUNTER_MAX_WIDTH, CounterFormat, counter_format
 from veil.plan import DUMMY_VALUES, Action, Inserted, Plan, Rule
 
 __all__ = [
@@ -198,6 +199,7 @@ _BINARY_FORMATS = {
 }
 _PSEUDONYM_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"}
 _PATTERN_FIELD = re.compile(r"\{hash(?::(\d+))?\}")
+_COUNTER_FIELD = re.compile(r"\{counter(?::(\d+))?\}")
 _PSEUDONYM_MAX_HASH = 40  # KeyedFunctions.pseudonym draws 40 base32 characters
 
 _TAG = re.compile(r"\(\s*([0-9A-Fa-fXx]{4})\s*,\s*([0-9A-Fa-fXx]{4})\s*\)")
@@ -526,6 +528,11 @@ class CompiledRecipe:
     pseudonym_pattern: str | None
 
     @property
+    def counter(self) -> CounterFormat | None:
+        """The ``{counter:N}`` format when the pseudonyms are numbered by the run's key service, else None."""
+        return counter_format(self.pseudonym_pattern)
+
+    @property
     def key_parameters(self) -> dict[str, Any]:
         """Keyword arguments for ``KeyedFunctions(key, **key_parameters)``."""
         out: dict[str, Any] = {}
@@ -683,19 +690,34 @@ def _parse_parameters(rd: _Reader, node: yaml.Node) -> dict[str, tuple[Any, int]
 
 
 def _pattern_problem(pattern: str) -> str | None:
-    if not _PATTERN_FIELD.search(pattern):
-        return f"pseudonym_pattern {pattern!r} has no {{hash}} or {{hash:N}} field"
-    for m in _PATTERN_FIELD.finditer(pattern):
+    counters = list(_COUNTER_FIELD.finditer(pattern))
+    hashes = list(_PATTERN_FIELD.finditer(pattern))
+    if not counters and not hashes:
+        return f"pseudonym_pattern {pattern!r} has no {{hash}}, {{hash:N}} or {{counter:N}} field"
+    if counters and hashes:
+        return f"pseudonym_pattern {pattern!r}: {{hash}} and {{counter}} fields cannot be mixed"
+    if len(counters) > 1:
+        return f"pseudonym_pattern {pattern!r}: one {{counter:N}} field only"
+    for m in counters:
+        if m.group(1) is None or not 1 <= int(m.group(1)) <= COUNTER_MAX_WIDTH:
+            return (f"pseudonym_pattern {pattern!r}: write {{counter:N}}, N the least number of digits "
+                    f"(1 to {COUNTER_MAX_WIDTH})")
+    for m in hashes:
         n = int(m.group(1) or 16)
         if not 1 <= n <= _PSEUDONYM_MAX_HASH:
             return f"pseudonym_pattern {pattern!r}: {{hash:N}} takes 1 to {_PSEUDONYM_MAX_HASH} characters"
-    literal = _PATTERN_FIELD.sub("", pattern)
+    literal = _COUNTER_FIELD.sub("", _PATTERN_FIELD.sub("", pattern))
     if not literal.isascii() or not all(c.isalnum() or c in " -_." for c in literal):
         return f"pseudonym_pattern {pattern!r}: literal text may hold letters, digits, space, - _ . only"
     return None
 
 
 def _pattern_length(pattern: str) -> int:
+    """The longest pseudonym of ``pattern``: ``{hash:N}`` is N characters; ``{counter:N}`` is N digits until
+    the numbers outgrow them, and the key service hands out at most N + COUNTER_EXTRA_DIGITS digits."""
+    fmt = counter_format(pattern)
+    if fmt is not None:
+        return fmt.max_length
     return len(_PATTERN_FIELD.sub("", pattern)) + sum(
         int(m.group(1) or 16) for m in _PATTERN_FIELD.finditer(pattern)
     )
