@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.managers import BaseManager
 from pathlib import Path
+from typing import NamedTuple
 
 import blake3
 import numpy as np
@@ -53,9 +54,9 @@ class FatalRunError(VeilError):
     """A run that cannot go on (unwritable DST, disk full, a shard that keeps failing)."""
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One listed input: a file to process, or a path recorded with the reason it cannot be (``error``)."""
+class Entry(NamedTuple):
+    """One listed input: a file to process, or a path recorded with the reason it cannot be (``error``).
+    A named tuple: a million of them flow through the driver and are pickled to the workers."""
 
     path: str
     rel: str
@@ -177,45 +178,64 @@ def _entry(path: str, rel: str, root: str) -> Entry:
     return Entry(path, rel, st.st_size)
 
 
-def _walk(directory: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
-    try:
-        with os.scandir(directory) as it:
-            names = sorted((e.name, e.is_dir(follow_symlinks=True), e.is_symlink(), e) for e in it)
-    except OSError as exc:
-        yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
-        return
-    for name, is_dir, is_link, dir_entry in names:
-        path = os.path.join(directory, name)
-        child_rel = f"{rel}/{name}" if rel else name
-        if name.startswith(".veil"):
-            continue
-        if is_dir:
-            real = os.path.realpath(path)
-            if is_link and real != root and not real.startswith(root + os.sep):
-                yield Entry(path, child_rel, error="symlink out of SRC")
-                continue
+def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
+    """Depth first, names sorted, one frame per open directory on an explicit stack (no generator per level:
+    each entry is yielded once, not passed up through every parent)."""
+    inside = root + os.sep
+    stack: list[list] = [[top, rel, frozenset(ancestors), None]]  # type: ignore[type-arg]
+    while stack:
+        frame = stack[-1]
+        directory, rel, ancestors, items = frame
+        if items is None:
             try:
-                ident = _dir_id(path)
+                with os.scandir(directory) as it:
+                    listed = sorted((e.name, e) for e in it)
             except OSError as exc:
-                yield Entry(path, child_rel, error=f"cannot stat directory: {exc.strerror}")
+                stack.pop()
+                yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
                 continue
-            if ident in ancestors:
-                yield Entry(path, child_rel, error="directory loop")
+            items = frame[3] = iter(listed)
+        prefix = f"{rel}/" if rel else ""
+        for name, dir_entry in items:
+            if name.startswith(".veil"):
                 continue
-            yield from _walk(path, child_rel, root, ancestors | {ident})
-        elif not is_link:
-            # A plain file under a directory already known to be inside SRC: the scandir entry has its size.
+            path = dir_entry.path
+            child_rel = prefix + name
             try:
-                st = dir_entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                yield Entry(path, child_rel, error=f"cannot stat: {exc.strerror}")
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield Entry(path, child_rel, st.st_size)
+                is_link = dir_entry.is_symlink()
+                is_dir = dir_entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_link, is_dir = True, False
+            if is_dir:
+                real = os.path.realpath(path)
+                if is_link and real != root and not real.startswith(inside):
+                    yield Entry(path, child_rel, error="symlink out of SRC")
+                    continue
+                try:
+                    ident = _dir_id(path)
+                except OSError as exc:
+                    yield Entry(path, child_rel, error=f"cannot stat directory: {exc.strerror}")
+                    continue
+                if ident in ancestors:
+                    yield Entry(path, child_rel, error="directory loop")
+                    continue
+                stack.append([path, child_rel, ancestors | {ident}, None])
+                break  # the child first; this directory's iterator resumes after it
+            if not is_link:
+                # A plain file under a directory already known to be inside SRC: the scandir entry has its size.
+                try:
+                    st = dir_entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    yield Entry(path, child_rel, error=f"cannot stat: {exc.strerror}")
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    yield Entry(path, child_rel, st.st_size)
+                else:
+                    yield Entry(path, child_rel, error="not a regular file")
             else:
-                yield Entry(path, child_rel, error="not a regular file")
+                yield _entry(path, child_rel, root)
         else:
-            yield _entry(path, child_rel, root)
+            stack.pop()
 
 
 def _list_file(root: str, listing: str) -> Iterator[Entry]:
