@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
         progress.close()
     from veil import audit
 
-    totals = audit.summarize(args.dst)
+    totals = summary.totals or audit.summarize(args.dst)
     result = {
         "run_id": summary.run_id,
         "recipe": f"{recipe.name} {recipe.version}",

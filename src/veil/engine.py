@@ -99,6 +99,7 @@ class RunSummary:
     audit_dir: str = ""
     listed: int | None = None  # files in the whole job, once the listing has been read to its end
     hosts: set[str] = field(default_factory=set)  # machines that did work in this run
+    totals: audit.AuditSummary | None = None  # the whole audit of DST (all runs into it), at the end
 
     def add(self, result: ShardResult) -> None:
         self.files += result.files
@@ -587,7 +588,7 @@ def run(
         elif service is not None:
             service.write_reid_table(table, forbid_under=apart)
     summary.seconds = time.time() - started
-    totals = audit.summarize(dst)
+    totals = summary.totals = audit.summarize(dst)
     manifest.update(
         status="complete",
         finished=time.time(),
