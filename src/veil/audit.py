@@ -455,11 +455,11 @@ def _write_pixels(dst: Path, shard: int, records: Sequence[PixelRecord]) -> None
 def read_pixel_records(dst: Path, shard: int | None = None) -> dict[int, list[PixelRecord]]:
     """Shard -> its pixel records (in row order), for one shard or every shard that has any. Join a record to
     its audit row by shard and ``row`` (the row's index in that shard's Parquet part)."""
-    import zarr
-
     store = pixels_path(Path(dst))
     if not store.is_dir():
         return {}
+    import zarr
+
     root = zarr.open_group(store, mode="r")
     names = sorted(root.group_keys()) if shard is None else [_array_name(shard)]
     out: dict[int, list[PixelRecord]] = {}

@@ -37,7 +37,7 @@ age        AGE (AS only; ``parameters.age_cap``)
 recurse    RECURSE (SQ only)
 clean      CALL with :func:`veil.freetext.clean_element` on AE CS LO LT SH ST UC UT; on a sequence RECURSE
 
-The VR of a named element comes from pydicom's data dictionary, supplemented by the 2026d attributes it lacks;
+The VR of a named element comes from pydicom's data dictionary (read by ``veil.dictionary``), supplemented by the 2026d attributes it lacks;
 an element the dictionary does not know (and every private element) is not VR-checked. Errors are
 :class:`veil.errors.RecipeError` naming the file, the YAML line and the problem.
 """
@@ -58,9 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydicom.datadict import RepeatersDictionary, dictionary_VR, keyword_dict, keyword_for_tag
 
-from veil import __version__
+from veil import __version__, dictionary
 from veil.errors import RecipeError
 from veil.freetext import CLEANABLE_VRS, clean_element
 from veil.keys import COUNTER_MAX_WIDTH, CounterFormat, counter_format
@@ -216,14 +215,11 @@ def dictionary_entry(tag: int) -> tuple[str, str] | None:
     """
     if tag in _DICTIONARY_SUPPLEMENT:
         return _DICTIONARY_SUPPLEMENT[tag]
-    try:
-        return dictionary_VR(tag), keyword_for_tag(tag)
-    except KeyError:
-        return None
+    return dictionary.entry(tag)
 
 
 def _keyword_tag(keyword: str) -> int | None:
-    tag = keyword_dict.get(keyword)
+    tag = dictionary.keyword_tag(keyword)
     return tag if tag is not None else _KEYWORD_SUPPLEMENT.get(keyword)
 
 
@@ -774,7 +770,7 @@ def _parse_rule(rd: _Reader, node: yaml.Node, parameters: dict[str, tuple[Any, i
     if how == "keyword":
         tag = _keyword_tag(text)
         if tag is None:
-            hint = difflib.get_close_matches(text, list(keyword_dict) + list(_KEYWORD_SUPPLEMENT), n=1)
+            hint = difflib.get_close_matches(text, dictionary.keywords() + list(_KEYWORD_SUPPLEMENT), n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise rd.fail(match_node, f"unknown keyword {text!r}{extra}")
         if tag >> 16 == 0x0002:
@@ -800,10 +796,10 @@ def _parse_rule(rd: _Reader, node: yaml.Node, parameters: dict[str, tuple[Any, i
         match = f"({key >> 16:04X},{key & 0xFFFF:04X})"
     elif kind == "mask":
         match = _mask_text(*key)
-        entry = RepeatersDictionary.get(match[1:5].lower() + match[6:10].lower())
+        entry = dictionary.repeater(match[1:5].lower() + match[6:10].lower())
         if entry is not None:
             vr = entry[0]
-            label = label or entry[4]
+            label = label or entry[1]
     elif kind == "private":
         match = _private_text(*key)
     else:
