@@ -413,7 +413,11 @@ def process_shard(
         )
     if reid and reid_sink is not None:
         reid_sink(shard, reid)  # journaled before the audit part marks the shard done
-    audit.write_shard(Path(dst), shard, rows, pixel_records)
+    # Before-thumbnails carry the burned-in text: sealed under a key derived from the audit sub-key when that
+    # comes from the project key (key_id set); a keyless run's audit key is derived from the public run id,
+    # so then none is stored at all.
+    before_key = audit.before_thumbnail_key(audit_key) if key_id and pixel_records else None
+    audit.write_shard(Path(dst), shard, rows, pixel_records, before_key)
     totals = np.asarray([row.counts for row in rows], dtype=np.int64).reshape(len(rows), -1).sum(axis=0)
     actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,

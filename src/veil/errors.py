@@ -39,3 +39,7 @@ class RecipeError(VeilError):
 
 class KeyError_(VeilError):
     """A missing, unreadable or unsafe key (named with a trailing underscore to avoid the builtin)."""
+
+
+class AuditError(VeilError):
+    """An audit that cannot be read as asked: a sealed record altered, damaged, moved or incomplete."""

@@ -67,7 +67,7 @@ class FileOutcome:
     counts_row: tuple[int, ...] = ()  # elements per action, in veil.plan.Action order (empty when not written)
     microseconds: int = 0
     pixel_redaction: bool = False
-    # What the pixel redaction did (boxes, kept regions, an after-thumbnail) for the audit; None when nothing.
+    # What the pixel redaction did (boxes, kept regions, after and before thumbnails) for the audit.
     pixel_record: pixels.Redaction | None = field(default=None, repr=False)
     # (kind, new value, original value) for re-identification; filled only when asked for, never logged.
     reid_pairs: tuple[tuple[str, bytes, bytes], ...] = field(default=(), repr=False)

@@ -420,8 +420,9 @@ THUMBNAIL_SIZE = 128  # the longest side of an audit thumbnail, in pixels
 class Redaction:
     """A redacted output file and what was done to it, for the audit: the boxes blanked (frame, x, y, width,
     height; frame -1 is every frame), the data regions kept (ultrasound: everything outside them was
-    blanked), and a small thumbnail of the first redacted frame AFTER redaction (uint8, longest side
-    :data:`THUMBNAIL_SIZE`; never the image before: that would carry the burned-in text into the audit)."""
+    blanked), and small thumbnails of the first redacted frame AFTER and BEFORE redaction (uint8, longest side
+    :data:`THUMBNAIL_SIZE`). ``before`` carries the burned-in text: the audit stores it only sealed under a key
+    derived from the project key (``veil.audit``), never in clear."""
 
     data: bytes
     boxes: tuple[tuple[int, int, int, int, int], ...]
@@ -430,6 +431,7 @@ class Redaction:
     rows: int = 0
     columns: int = 0
     transfer_syntax: str = ""
+    before: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def redact_file_bytes(
@@ -491,11 +493,13 @@ def redact_file(
             _expand_ybr_full_422(ds, path)
         layout = _layout(ds, _NATIVE_SYNTAXES[str(syntax)], path)
         buffer = bytearray(ds.PixelData)
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+        before = _thumbnail(buffer, layout, frames, photometric)  # the same frame, before blanking
         redact_native(buffer, layout, regions, frames, fill=_fill_for(ds, layout, fill), keep=keep)
-        thumbnail = _thumbnail(buffer, layout, frames, str(ds.get("PhotometricInterpretation", "")))
+        thumbnail = _thumbnail(buffer, layout, frames, photometric)
         ds.PixelData = bytes(buffer)
     else:
-        layout, thumbnail = _redact_encapsulated(ds, syntax, regions, frames, fill, keep, output, path)
+        layout, thumbnail, before = _redact_encapsulated(ds, syntax, regions, frames, fill, keep, output, path)
     _mark_clean(ds)
     out = io.BytesIO()
     try:
@@ -506,7 +510,7 @@ def redact_file(
     listed = (-1,) if isinstance(chosen, slice) else tuple(chosen or ())
     boxes = tuple((f, *region) for f in listed for region in regions)
     return Redaction(out.getvalue(), boxes, keep or (), thumbnail, layout.rows, layout.columns,
-                     str(ds.file_meta.TransferSyntaxUID))
+                     str(ds.file_meta.TransferSyntaxUID), before)
 
 
 def _fill_for(ds: Dataset, layout: PixelLayout, fill: int) -> int | tuple[int, int, int]:
@@ -582,7 +586,8 @@ def _redact_encapsulated(
     keep: tuple[Region, ...] | None,
     output: str,
     path: str,
-) -> tuple[PixelLayout, np.ndarray]:
+) -> tuple[PixelLayout, np.ndarray, np.ndarray]:
+    """Decodes, blanks and re-encodes; returns the layout and the after and before thumbnails."""
     lossy = str(syntax) in _LOSSY_METHODS or str(ds.get("LossyImageCompression", "")).strip() == "01"
     try:
         # Decodes every frame into native little endian, YBR converted to RGB; keeps the SOP Instance UID
@@ -592,8 +597,10 @@ def _redact_encapsulated(
         raise MalformedDicom(path, 0, f"cannot decode {syntax.name or syntax}: {type(exc).__name__}: {exc}") from None
     layout = _layout(ds, False, path)
     buffer = bytearray(ds.PixelData)
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    before = _thumbnail(buffer, layout, frames, photometric)
     redact_native(buffer, layout, regions, frames, fill=fill, keep=keep)
-    thumbnail = _thumbnail(buffer, layout, frames, str(ds.get("PhotometricInterpretation", "")))
+    thumbnail = _thumbnail(buffer, layout, frames, photometric)
     ds.PixelData = bytes(buffer)
     if lossy:
         # Once lossy, always lossy (PS3.3 C.7.6.1.1.5): the history stays whatever the new encoding.
@@ -608,4 +615,4 @@ def _redact_encapsulated(
         except Exception as exc:
             raise MalformedDicom(path, 0, f"cannot encode {target.name}: {type(exc).__name__}: {exc}") from None
     log.debug("redacted %s pixel data, written as %s", syntax.name or syntax, ds.file_meta.TransferSyntaxUID.name)
-    return layout, thumbnail
+    return layout, thumbnail, before
