@@ -149,6 +149,8 @@ def test_a_keyless_run_stores_no_before_thumbnail(tmp_path, monkeypatch) -> None
     main(["keygen", str(key)])
     ((record,),) = audit.read_pixel_records(out, key=load_key(key)).values()
     assert record.before is None and not record.before_sealed and record.thumbnail is not None
+    summary = audit.summarize(out)
+    assert (summary.pixel_records, summary.pixel_before_sealed) == (1, 0)
 
 
 def test_planted_name_is_unreadable_in_the_store_and_readable_with_the_key(tmp_path, monkeypatch) -> None:
@@ -210,6 +212,8 @@ def test_review_writes_before_and_after_pngs_private_to_their_owner(redacted_run
     assert np.asarray(Image.open(png)).shape == (LAYOUT.rows, LAYOUT.columns, 3)
     assert stat.S_IMODE(png.stat().st_mode) == 0o600
     assert "give --key KEYFILE" in capsys.readouterr().out
+    assert main(["audit", str(out)]) == EXIT_OK
+    assert "1 with the image before redaction sealed" in capsys.readouterr().out
 
 
 def test_review_refuses_a_folder_inside_dst_and_a_wrong_key(redacted_run, tmp_path, capsys) -> None:

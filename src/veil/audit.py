@@ -771,6 +771,7 @@ class AuditSummary:
     pixel_redacted: int = 0  # rows whose pixels were redacted (burned-in text)
     pixel_records: int = 0  # of them, with boxes and a thumbnail in pixels.zarr
     pixel_store: str = ""  # where those records are, relative to DST
+    pixel_before_sealed: int = 0  # of the records, with a sealed before-redaction thumbnail
 
 
 def _total(table: pa.Table, column: str) -> int:
@@ -794,6 +795,7 @@ def summarize(dst: Path) -> AuditSummary:
     reasons.pop("", None)
     recipe_keys = table.group_by(["recipe_name", "recipe_version", "recipe_hash"]).aggregate([]).to_pylist()
     recipes = sorted(f"{r['recipe_name']} {r['recipe_version']} {r['recipe_hash']}" for r in recipe_keys)
+    records = {s: r for s, r in read_pixel_records(dst).items() if s in parts}
     return AuditSummary(
         files=table.num_rows,
         written=statuses.get("written", 0),
@@ -809,8 +811,9 @@ def summarize(dst: Path) -> AuditSummary:
         key_ids=tuple(sorted(_tally(table, "key_id"))),
         recipes=tuple(recipes),
         pixel_redacted=int(pc.sum(pc.cast(table["pixel_redaction"], pa.int64())).as_py() or 0),
-        pixel_records=sum(len(r) for s, r in read_pixel_records(dst).items() if s in parts),
+        pixel_records=sum(len(r) for r in records.values()),
         pixel_store=os.path.relpath(pixels_path(dst), dst),
+        pixel_before_sealed=sum(rec.before_sealed for r in records.values() for rec in r),
     )
 
 
@@ -853,6 +856,10 @@ def format_summary(summary: AuditSummary, *, quarantine_limit: int | None = None
     if s.pixel_redacted or s.pixel_records:
         lines.append(f"{'pixels':<14}{s.pixel_redacted:,} instances redacted (burned-in text), "
                      f"{s.pixel_records:,} with boxes and thumbnails in {s.pixel_store}")
+        if s.pixel_records:
+            lines.append(f"  {s.pixel_before_sealed:,} with the image before redaction sealed (see it with "
+                         f"--review OUTDIR --key KEYFILE), {s.pixel_records - s.pixel_before_sealed:,} without "
+                         f"(runs with no project key store none)")
         if s.pixel_records < s.pixel_redacted:  # an audit written before pixel records, or by hand
             lines.append(f"  {s.pixel_redacted - s.pixel_records:,} redacted instances have no pixel record")
     lines.append("actions")

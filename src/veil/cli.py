@@ -370,7 +370,7 @@ def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
     print(f"{written:,} review images ({what}, boxes in red, kept regions in green) in {out}")
     if sealed_left:
         print(f"  {sealed_left:,} have a sealed before-image: give --key KEYFILE to see it")
-    if key is not None and written and not any(r.before is not None for rs in records.values() for r in rs):
+    if key is not None and written and not any(r.before_sealed for rs in records.values() for r in rs):
         print("  no before-images: the run had no project key, so none were stored")
     return EXIT_OK
 
