@@ -315,15 +315,8 @@ class Deidentifier:
             destination = os.fspath(destination)
             try:
                 done = self._small_file(src, destination)
-            except VeilError as exc:
-                reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
-                return FileOutcome(src, None, "quarantined", reason=reason,
-                                   microseconds=(time.perf_counter_ns() - started) // 1000)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise  # disk full stops the run; the partial output was already removed
-                return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
-                                   microseconds=(time.perf_counter_ns() - started) // 1000)
+            except (VeilError, OSError) as exc:
+                return _refused(src, exc, started)
             if done is not None:
                 result, size, written = done
                 return FileOutcome(src, destination, "written", "", size, written, result.sop_class_uid,
@@ -397,15 +390,21 @@ class Deidentifier:
                 pixel_redaction=redacted is not None,
                 pixel_record=redacted,
             )
-        except VeilError as exc:
-            reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
-            return FileOutcome(src, None, "quarantined", reason=reason,
-                               microseconds=(time.perf_counter_ns() - started) // 1000)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise  # disk full stops the run; the partial output was already removed
-            return FileOutcome(src, None, "quarantined", reason=f"{type(exc).__name__}: {exc.strerror}",
-                               microseconds=(time.perf_counter_ns() - started) // 1000)
+        except (VeilError, OSError) as exc:
+            return _refused(src, exc, started)
+
+
+def _refused(src: str, exc: VeilError | OSError, started: int) -> FileOutcome:
+    """The quarantine outcome of a file that could not be de-identified; a full disk is re-raised (it stops
+    the run; the partial output was already removed)."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
+        reason = f"{type(exc).__name__}: {exc.strerror}"
+    else:
+        reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
+    return FileOutcome(src, None, "quarantined", reason=reason,
+                       microseconds=(time.perf_counter_ns() - started) // 1000)
 
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
