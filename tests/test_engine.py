@@ -100,6 +100,7 @@ def test_bad_files_are_quarantined_and_the_run_goes_on(archive, tmp_path, capsys
     assert code == EXIT_QUARANTINED
     result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert result["all_runs"]["written"] == 4 and result["all_runs"]["quarantined"] == 3
+    assert result["quarantine_reasons"] == engine.RunTotals.of_audit(tmp_path / "out").reasons  # counted = read
     assert not (tmp_path / "out" / "truncated.dcm").exists() and not (tmp_path / "out" / "notes.txt").exists()
     quarantine = tmp_path / "out" / ".veil" / "quarantine"
     reasons = [json.loads(p.read_text())["reason"] for p in quarantine.glob("*.json")]
@@ -335,6 +336,9 @@ def test_local_pool_writes_what_one_process_writes(archive, tmp_path) -> None:
         pool = run(archive, tmp_path / name / "pool", recipe, shard_files=4, workers=2,
                    reid_table=str(tmp_path / name / "pool.reid"))
         assert one.mode == "in-process" and pool.mode == "local-pool"
+        # A fresh run's totals (counted as it went) are what its audit holds.
+        assert pool.totals == engine.RunTotals.of_audit(tmp_path / name / "pool")
+        assert one.totals == engine.RunTotals.of_audit(tmp_path / name / "one")
         assert pool.written == 30 and pool.shards == 8
         assert tree(tmp_path / name / "pool") == tree(tmp_path / name / "one")
         columns = ["input_digest", "output_path", "sop_instance_uid", "study_instance_uid", "modality", "status"]

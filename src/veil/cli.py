@@ -281,9 +281,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     if progress:
         progress.close()
-    from veil import audit
 
-    totals = summary.totals or audit.summarize(args.dst)
+    totals = summary.totals or engine.RunTotals.of_audit(args.dst)
     result = {
         "run_id": summary.run_id,
         "recipe": f"{recipe.name} {recipe.version}",

@@ -99,7 +99,7 @@ class RunSummary:
     audit_dir: str = ""
     listed: int | None = None  # files in the whole job, once the listing has been read to its end
     hosts: set[str] = field(default_factory=set)  # machines that did work in this run
-    totals: audit.AuditSummary | None = None  # the whole audit of DST (all runs into it), at the end
+    totals: RunTotals | None = None  # the whole audit of DST (all runs into it), at the end
 
     def add(self, result: ShardResult) -> None:
         self.files += result.files
@@ -113,6 +113,29 @@ class RunSummary:
         self.shards += 1
         if result.host:
             self.hosts.add(result.host)
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """Totals over every audit row in DST (this run's and earlier runs' into it)."""
+
+    files: int
+    written: int
+    quarantined: int
+    input_bytes: int
+    output_bytes: int
+    reasons: dict[str, int]  # quarantine reason -> inputs, most frequent first
+
+    @classmethod
+    def of_audit(cls, dst: Path) -> RunTotals:
+        s = audit.summarize(dst)
+        return cls(s.files, s.written, s.quarantined, s.input_bytes, s.output_bytes, dict(s.reasons))
+
+    @classmethod
+    def of_run(cls, summary: RunSummary) -> RunTotals:
+        reasons = dict(sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        return cls(summary.files, summary.written, summary.quarantined, summary.input_bytes,
+                   summary.output_bytes, reasons)
 
 
 @dataclass(frozen=True)
@@ -513,6 +536,7 @@ def run(
     shard_files = int(previous.get("shard_files", options.shard_files))
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
     done = audit.completed_shards(dst) if options.resume else set()
+    fresh = not options.resume and not audit.completed_shards(dst)  # no audit row from an earlier run
     if options.resume:
         audit.sweep_temporaries(dst)  # what the killed run was half-way through writing
     if previous.get("reid_table") and not options.reid_table and done:
@@ -592,7 +616,8 @@ def run(
         elif service is not None:
             service.write_reid_table(table, forbid_under=apart)
     summary.seconds = time.time() - started
-    totals = summary.totals = audit.summarize(dst)
+    # A run into an empty audit holds every row it counted: no need to read the parts back.
+    totals = summary.totals = RunTotals.of_run(summary) if fresh else RunTotals.of_audit(dst)
     manifest.update(
         status="complete",
         finished=time.time(),
