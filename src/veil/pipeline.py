@@ -171,9 +171,10 @@ class Deidentifier:
     def _small_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int] | None:
         """The native path for a small input (read, rewrite, writev, rename in the core): the result and the
         input and output sizes, or None when the input is too large for it."""
-        directory = os.path.dirname(dst) or "."
+        head, _, name = dst.rpartition(os.sep)  # as os.path.dirname/basename, without their overhead per file
+        directory = head or ("/" if dst.startswith(os.sep) else ".")
         _make_directory(directory)
-        tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
+        tmp = f"{directory}{'' if directory.endswith(os.sep) else os.sep}.{name}.veil-tmp"
         try:
             return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
         except FileNotFoundError as exc:
