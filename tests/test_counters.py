@@ -6,16 +6,15 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from killing import kill_mid_run
 from veil import audit, engine, mapping
 from veil.cli import EXIT_FATAL, EXIT_OK, main
 from veil.errors import KeyError_
@@ -296,18 +295,6 @@ def test_a_table_of_another_key_is_refused_before_any_work(archive, compiled, tm
 # --- a killed driver, resumed -------------------------------------------------------------------------------------
 
 
-def _processes_naming(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_resume_keeps_the_numbering(tmp_path, workers) -> None:
     """The driver killed with SIGKILL mid-run (pool workers and the key-service manager die with it), then
@@ -326,18 +313,7 @@ def test_sigkill_mid_run_then_resume_keeps_the_numbering(tmp_path, workers) -> N
     killed = ["--reid-table", str(tmp_path / "killed.reid")]
     done = subprocess.run(base + [str(tmp_path / "whole")] + opts + whole, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    proc = subprocess.Popen(base + [str(tmp_path / "killed")] + opts + killed, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    parts = tmp_path / "killed" / ".veil" / "audit"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 10:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 10
-    while _processes_naming(str(tmp_path / "killed")) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not _processes_naming(str(tmp_path / "killed")), "a worker or the manager outlived its killed driver"
+    kill_mid_run(base + [str(tmp_path / "killed")] + opts + killed, tmp_path / "killed")
     finished = len(audit.completed_shards(tmp_path / "killed"))
     assert 10 <= finished < 100, "the kill must land mid-run"
     journal = journal_dir(tmp_path / "killed.reid")

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from killing import kill_mid_run
 from veil import audit, engine
 from veil.cli import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
 from veil.keys import Key
@@ -143,18 +143,6 @@ def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path
     assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
 
 
-def _processes_naming(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> None:
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
@@ -172,23 +160,12 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     killed = ["--reid-table", str(tmp_path / "killed.reid")]
     done = subprocess.run(base + [str(tmp_path / "whole")] + opts + whole, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    proc = subprocess.Popen(base + [str(tmp_path / "killed")] + opts + killed, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    parts = tmp_path / "killed" / ".veil" / "audit"
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 10:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.time() + 10
-    while _processes_naming(str(tmp_path / "killed")) and time.time() < deadline:
-        time.sleep(0.05)
-    assert not _processes_naming(str(tmp_path / "killed")), "a worker outlived its killed driver"
+    kill_mid_run(base + [str(tmp_path / "killed")] + opts + killed, tmp_path / "killed")
     finished = len(audit.completed_shards(tmp_path / "killed"))
     assert 10 <= finished < 100, "the kill must land mid-run"
     assert not (tmp_path / "killed.reid").exists() and journal_dir(tmp_path / "killed.reid").is_dir()
     # What a kill can leave half-written (names as audit._atomic_file and mapping._write_atomic make them).
-    (parts / ".part-00000099.parquet.4242-0123456789ab.tmp").write_bytes(b"PAR1 half")
+    (tmp_path / "killed" / ".veil" / "audit" / ".part-00000099.parquet.4242-0123456789ab.tmp").write_bytes(b"PAR1 half")
     (journal_dir(tmp_path / "killed.reid") / ".shard-00000099.bin.x1y2.tmp").write_bytes(b"half")
     missing = subprocess.run(base + [str(tmp_path / "killed")] + opts + ["--resume"], capture_output=True)
     assert missing.returncode == EXIT_FATAL and b"--reid-table" in missing.stderr
