@@ -76,6 +76,7 @@ __all__ = [
     "input_digest",
     "counts_from_mapping",
     "write_shard",
+    "counts_matrix",
     "sweep_temporaries",
     "completed_shards",
     "read_audit",
@@ -311,7 +312,8 @@ def sweep_temporaries(dst: Path) -> int:
     return removed
 
 
-def _counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:
+def counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:
+    """The rows' action counts as int32 (rows x actions), checked to fit."""
     n_actions = len(ACTION_NAMES)
     if not rows:
         return np.zeros((0, n_actions), dtype=np.int32)
@@ -364,7 +366,7 @@ def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
 
 
 def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = (),
-                before_key: bytes | None = None) -> Path:
+                before_key: bytes | None = None, *, matrix: np.ndarray | None = None) -> Path:
     """Writes one shard's audit: its Zarr action-count array and pixel records, then its Parquet part
     (atomically, last, since the part's presence is what marks the shard complete). Rewriting a shard replaces
     all of them. Before-thumbnails are sealed with ``before_key`` (:func:`before_thumbnail_key` of the audit
@@ -378,7 +380,8 @@ def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow], pixel_records: 
     for record in pixel_records:
         if not 0 <= record.row < len(rows) or not rows[record.row].pixel_redaction:
             raise ValueError(f"pixel record for row {record.row}: no such row with pixel_redaction in shard {shard}")
-    matrix = _counts_matrix(rows)
+    if matrix is None or matrix.shape != (len(rows), len(ACTION_NAMES)):
+        matrix = counts_matrix(rows)  # ``matrix``: the rows' own counts_matrix, when the caller has it
     table = _table(rows, matrix)
     _write_actions(dst, shard, matrix)
     _write_pixels(dst, shard, pixel_records, rows, before_key)

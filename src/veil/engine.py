@@ -440,8 +440,9 @@ def process_shard(
     # comes from the project key (key_id set); a keyless run's audit key is derived from the public run id,
     # so then none is stored at all.
     before_key = audit.before_thumbnail_key(audit_key) if key_id and pixel_records else None
-    audit.write_shard(Path(dst), shard, rows, pixel_records, before_key)
-    totals = np.asarray([row.counts for row in rows], dtype=np.int64).reshape(len(rows), -1).sum(axis=0)
+    matrix = audit.counts_matrix(rows)
+    audit.write_shard(Path(dst), shard, rows, pixel_records, before_key, matrix=matrix)
+    totals = matrix.sum(axis=0, dtype=np.int64)
     actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
                        dict(reasons), actions, socket.gethostname())
@@ -726,7 +727,7 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _pool_shard(number: int, entries: list[Entry]) -> tuple[ShardResult, list[tuple[str, bytes, bytes]]]:
+def _pool_shard(number: int, entries: list[Entry]) -> ShardResult:
     """One shard in a pool process; its re-identification rows are sealed into the journal by this process,
     before its audit part (the driver merges the journal into the table at the end)."""
     from veil import mapping
@@ -738,10 +739,9 @@ def _pool_shard(number: int, entries: list[Entry]) -> tuple[ShardResult, list[tu
     def sink(shard: int, pairs: list[tuple[str, bytes, bytes]]) -> None:
         mapping.write_reid_part(journal, shard, pairs, sealer)  # type: ignore[arg-type]
 
-    result = process_shard(ctx, number, entries, lambda: functions, _POOL_STATE["audit_key"],  # type: ignore[arg-type]
-                           sink if ctx.reid and journal is not None else None,  # type: ignore[attr-defined]
-                           _POOL_STATE["numbers"])  # type: ignore[arg-type]
-    return result, []
+    return process_shard(ctx, number, entries, lambda: functions, _POOL_STATE["audit_key"],  # type: ignore[arg-type]
+                         sink if ctx.reid and journal is not None else None,  # type: ignore[attr-defined]
+                         _POOL_STATE["numbers"])  # type: ignore[arg-type]
 
 
 def _pool_context():  # type: ignore[no-untyped-def]
@@ -797,13 +797,13 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
                                    initargs=(ctx, worker_keys, audit_key, sealer, journal, served))
 
     try:
-        _pool_loop(options, service, all_shards, done, summary, progress, new_pool, limit)
+        _pool_loop(options, all_shards, done, summary, progress, new_pool, limit)
     finally:
         if manager is not None:
             manager.shutdown()
 
 
-def _pool_loop(options, service, all_shards, done, summary, progress, new_pool, limit) -> None:  # type: ignore[no-untyped-def]
+def _pool_loop(options, all_shards, done, summary, progress, new_pool, limit) -> None:  # type: ignore[no-untyped-def]
     """The shards of :func:`_run_on_pool` through pools made by ``new_pool``."""
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -814,9 +814,7 @@ def _pool_loop(options, service, all_shards, done, summary, progress, new_pool, 
     def submit(number: int, entries: list[Entry]) -> None:
         in_flight[pool.submit(_pool_shard, number, entries)] = (number, entries)
 
-    def record(result: ShardResult, pairs: list[tuple[str, bytes, bytes]]) -> None:
-        if pairs and service is not None:
-            service.record_reid(pairs)
+    def record(result: ShardResult) -> None:
         summary.add(result)
         if progress:
             progress(summary, len(in_flight))
@@ -831,10 +829,10 @@ def _pool_loop(options, service, all_shards, done, summary, progress, new_pool, 
                 pool = new_pool()
                 log.warning("shard %d: a worker process died; running it again alone (try %d)", number, attempt)
                 try:
-                    result, pairs = pool.submit(_pool_shard, number, entries).result()
+                    result = pool.submit(_pool_shard, number, entries).result()
                 except BrokenProcessPool:
                     continue
-                record(result, pairs)
+                record(result)
                 break
             else:
                 raise FatalRunError(f"shard {number}: its worker process died on each of {POOL_RETRIES} tries "
@@ -848,11 +846,11 @@ def _pool_loop(options, service, all_shards, done, summary, progress, new_pool, 
         for future in finished:
             number, entries = in_flight.pop(future)
             try:
-                result, pairs = future.result()
+                result = future.result()
             except BrokenProcessPool:
                 broken.append((number, entries))
                 continue
-            record(result, pairs)
+            record(result)
         if broken:
             # Every shard still in flight ran on the broken pool too.
             broken.extend(in_flight.values())

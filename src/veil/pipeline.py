@@ -306,8 +306,8 @@ class Deidentifier:
     ) -> FileOutcome:
         """De-identifies one file to ``destination``; a bad input yields no output and a quarantine outcome.
 
-        ``destination`` may be a function of the output's own identity (``peek`` of the new header: new study,
-        series and instance UIDs, modality), for layouts by study. With ``reid``, the outcome carries the
+        ``destination`` may be a function of the output's own identity (the new study, series and instance UIDs
+        and the modality, as the core reports them), for layouts by study. With ``reid``, the outcome carries the
         (new, original) pairs of the identifiers a re-identification table needs.
         """
         started = time.perf_counter_ns()
