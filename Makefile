@@ -26,7 +26,10 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/gen_vrta
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]"
 	touch $(STAMP)
 
+# Byte-code for veil's own modules (an editable install has none, and PYTHONDONTWRITEBYTECODE would keep the
+# interpreter from caching it): every veil process, each worker included, would compile them again at start.
 setup: $(STAMP)
+	$(BIN)/python -m compileall -q src/veil
 
 build: setup
 

@@ -320,6 +320,7 @@ def test_summary_warns_when_outputs_mix_keys(tmp_path: Path) -> None:
 
 
 def test_group_creation_race_opens_the_winners_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The pixel-record store is opened through zarr (the action counts are written by hand, below).
     import zarr
     from zarr.errors import ContainsGroupError
 
@@ -334,10 +335,49 @@ def test_group_creation_race_opens_the_winners_group(tmp_path: Path, monkeypatch
         return real_open(store, **kwargs)
 
     monkeypatch.setattr(zarr, "open_group", lose_the_race)
-    write_shard(tmp_path, 0, [make_row(0, 0)])
+    group = audit._open_store_group(tmp_path / "store.zarr", {"veil.audit.schema": 1})
     monkeypatch.undo()
     assert len(calls) == 2
-    assert read_actions(tmp_path, 0).shape == (1, len(ACTION_NAMES))
+    assert zarr.open_group(tmp_path / "store.zarr", mode="r").store_path == group.store_path
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 250])
+def test_action_arrays_are_what_zarr_itself_writes(tmp_path: Path, rows: int) -> None:
+    """The hand-written action arrays (no zarr import in the workers) have the metadata zarr.create_array
+    writes for the same arguments, and zarr reads back the same numbers."""
+    import json
+
+    import zarr
+
+    matrix = np.arange(rows * len(ACTION_NAMES), dtype=np.int32).reshape(rows, len(ACTION_NAMES)) * 7919
+    write_shard(tmp_path, 3, [make_row(3, i) for i in range(rows)], matrix=matrix)
+    assert np.array_equal(read_actions(tmp_path, 3), matrix)
+
+    store = tmp_path / ".veil" / "audit" / "actions.zarr"
+    ours = zarr.open_group(store, mode="r")["shard-00000003"]
+    theirs_group = zarr.open_group(tmp_path / "theirs.zarr", mode="a", attributes=dict(zarr.open_group(store).attrs))
+    theirs = theirs_group.create_array("shard-00000003", shape=matrix.shape, dtype="int32",
+                                       chunks=(max(1, rows), len(ACTION_NAMES)), attributes=dict(ours.attrs))
+    if rows:
+        theirs[:] = matrix
+    for name in ("zarr.json", "shard-00000003/zarr.json"):
+        assert json.loads((store / name).read_text()) == json.loads((tmp_path / "theirs.zarr" / name).read_text())
+    assert np.array_equal(ours[:], theirs[:])
+
+
+def test_action_arrays_in_several_chunks_and_a_rewrite_leaves_no_stale_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "_ZARR_CHUNK_ROWS", 4)
+    matrix = np.arange(10 * len(ACTION_NAMES), dtype=np.int32).reshape(10, len(ACTION_NAMES))
+    write_shard(tmp_path, 0, [make_row(0, i) for i in range(10)], matrix=matrix)
+    folder = tmp_path / ".veil" / "audit" / "actions.zarr" / "shard-00000000"
+    assert sorted(p.name for p in (folder / "c").iterdir()) == ["0", "1", "2"]  # the last one padded
+    assert np.array_equal(read_actions(tmp_path, 0), matrix)
+    # The shard redone with fewer rows: one chunk, nothing of the first attempt's.
+    write_shard(tmp_path, 0, [make_row(0, i) for i in range(3)], matrix=matrix[:3])
+    assert sorted(p.name for p in (folder / "c").iterdir()) == ["0"]
+    assert np.array_equal(read_actions(tmp_path, 0), matrix[:3])
 
 
 def _write_shards(dst: str, shards: list[int], barrier: Any) -> None:
@@ -347,7 +387,7 @@ def _write_shards(dst: str, shards: list[int], barrier: Any) -> None:
 
 
 def test_concurrent_writers_do_not_touch_each_other(tmp_path: Path) -> None:
-    # spawn, not fork: zarr runs an event loop thread that a forked child would inherit half-alive.
+    # spawn, not fork: a forked child would inherit the event loop thread of any zarr used before, half-alive.
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     procs = [

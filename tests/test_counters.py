@@ -19,6 +19,7 @@ from veil import audit, engine, mapping
 from veil.cli import EXIT_FATAL, EXIT_OK, main
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
+from veil.keyserver import KeyServiceManager
 from veil.mapping import KeyService, journal_dir, read_reid_table
 from veil.pipeline import CounterLookup, Deidentifier
 from veil.recipe import compile_recipe, load_recipe
@@ -234,7 +235,7 @@ def test_no_counter_pattern_runs_no_collecting_pass_and_no_manager(archive, tmp_
         raise AssertionError("counter machinery used by a recipe without counters")
 
     monkeypatch.setattr(Deidentifier, "pseudonym_values", refuse)
-    monkeypatch.setattr(engine._KeyServiceManager, "start", refuse)
+    monkeypatch.setattr(KeyServiceManager, "start", refuse)
     _fork_context(monkeypatch)
     research = compile_recipe(load_recipe("research"))
     assert run(archive, tmp_path / "pool", research, shard_files=5, workers=2).written == 32

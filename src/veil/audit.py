@@ -53,7 +53,6 @@ from typing import Any
 import blake3
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from veil.errors import AuditError, KeyError_
@@ -333,36 +332,62 @@ def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=AUDIT_SCHEMA)
 
 
-def _open_actions_group(dst: Path) -> Any:
-    """The Zarr group, created on first use; two processes creating it at once both end up opening it."""
-    import zarr
-    from zarr.errors import ContainsGroupError
+# The action-count arrays are written here rather than through the zarr package: importing zarr costs a worker
+# process 120-200 ms (asyncio, its codec registry), more than the whole shard it would record in a short run.
+# What is written is an ordinary Zarr v3 array, the one ``zarr.create_array`` makes for these arguments (regular
+# chunks, "bytes" little-endian then "zstd" level 0 without checksum): zarr reads it, and the tests compare it
+# with zarr's own output. Readers (``veil audit``, :func:`read_actions`) use zarr.
+_ZARR_GROUP_META = {"zarr_format": 3, "node_type": "group",
+                    "attributes": {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "actions": list(ACTION_NAMES)}}
 
-    store = actions_path(dst)
-    attributes = {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "actions": list(ACTION_NAMES)}
-    for _ in range(5):
-        try:
-            return zarr.open_group(store, mode="a", attributes=attributes)
-        except ContainsGroupError:
-            continue  # another writer created it between our look and our create: open theirs
-    return zarr.open_group(store, mode="r+")
+
+def _write_json_atomically(final: Path, document: dict[str, Any]) -> None:
+    with _atomic_file(final) as fh:
+        fh.write(json.dumps(document, indent=2).encode())
+
+
+def _zarr_array_meta(shape: tuple[int, int], chunks: tuple[int, int], attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "shape": list(shape),
+        "data_type": "int32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                   {"name": "zstd", "configuration": {"level": 0, "checksum": False}}],
+        "attributes": attributes,
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
 
 
 def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
-    group = _open_actions_group(dst)
-    name = _array_name(shard)
-    rows = max(1, min(matrix.shape[0], _ZARR_CHUNK_ROWS))
-    array = group.create_array(
-        name,
-        shape=matrix.shape,
-        dtype="int32",
-        chunks=(rows, matrix.shape[1]),
-        overwrite=True,
-        attributes={"veil.audit.schema": AUDIT_SCHEMA_VERSION, "shard": shard, "actions": list(ACTION_NAMES)},
-    )
-    if matrix.shape[0]:
-        array[:] = matrix
-    _fsync_tree(actions_path(dst) / name)
+    """The shard's ``actions.zarr`` array (rows x actions, int32), replacing any earlier attempt's: chunks
+    first, its ``zarr.json`` last, all fsynced before the caller writes the Parquet part."""
+    import shutil
+
+    store = actions_path(dst)
+    if not (store / "zarr.json").exists():
+        # Two workers creating it at once write the same document; the last rename wins, whole.
+        _write_json_atomically(store / "zarr.json", _ZARR_GROUP_META)
+    folder = store / _array_name(shard)
+    if folder.exists():
+        shutil.rmtree(folder)  # as zarr's overwrite=True: no chunk of an earlier shape survives
+    rows, width = matrix.shape
+    chunk_rows = max(1, min(rows, _ZARR_CHUNK_ROWS))
+    data = np.ascontiguousarray(matrix, dtype="<i4")
+    for index, start in enumerate(range(0, rows, chunk_rows)):
+        chunk = data[start:start + chunk_rows]
+        if chunk.shape[0] < chunk_rows:  # an edge chunk is stored whole, padded with the fill value
+            chunk = np.concatenate([chunk, np.zeros((chunk_rows - chunk.shape[0], width), "<i4")])
+        with _atomic_file(folder / "c" / str(index) / "0") as fh:
+            fh.write(pa.compress(chunk.tobytes(), codec="zstd", asbytes=True))
+    attributes = {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "shard": shard, "actions": list(ACTION_NAMES)}
+    _write_json_atomically(folder / "zarr.json", _zarr_array_meta((rows, width), (chunk_rows, width), attributes))
+    if rows:
+        _fsync_dir(folder / "c")
+    _fsync_dir(folder)
 
 
 def write_shard(dst: Path, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = (),
@@ -778,16 +803,22 @@ class AuditSummary:
 
 
 def _total(table: pa.Table, column: str) -> int:
+    import pyarrow.compute as pc  # here: the workers that write parts never need it (28 ms to import)
+
     value = pc.sum(table[column]).as_py()
     return int(value or 0)
 
 
 def _tally(table: pa.Table, column: str) -> Counter[str]:
+    import pyarrow.compute as pc
+
     return Counter({item["values"]: item["counts"] for item in pc.value_counts(table[column]).to_pylist()})
 
 
 def summarize(dst: Path) -> AuditSummary:
     """Totals over every complete part of ``dst``'s audit, with its manifest (columnar: fine for millions)."""
+    import pyarrow.compute as pc
+
     dst = Path(dst)
     parts = _parts(dst)
     table = _read_parts(parts)

@@ -103,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # veil calls no BLAS routine that needs threads; numpy's OpenBLAS would start one per core at import, and
+    # they spin for a while, taking a core from the workers on a small machine. (Before numpy is imported.)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

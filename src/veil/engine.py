@@ -11,7 +11,7 @@ Counter pseudonyms (``SUBJ-{counter:6}``) are the one exception to "a function o
 from the run's :class:`~veil.mapping.KeyService`. Before a shard is rewritten, its worker lists the values it will
 pseudonymise (a collecting pass with the same Plan) and asks the service once for those it has no number for:
 directly in this process, through the Ray key actor, or, for a local pool, through a ``BaseManager`` process
-that serves the service (started before the pool, dying with the driver). The service journals the numbers
+(:mod:`veil.keyserver`) that serves the service (started before the pool, dying with the driver). The service journals the numbers
 before it answers; a run with counters loads the table and its journal first, so a resumed run goes on.
 """
 
@@ -31,7 +31,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -685,31 +684,11 @@ def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer:
     _POOL_STATE["numbers"] = None
     if key_service is not None:
         address, authkey = key_service
-        manager = _KeyServiceManager(address=address, authkey=authkey)
+        from veil.keyserver import KeyServiceManager
+
+        manager = KeyServiceManager(address=address, authkey=authkey)
         manager.connect()
         _POOL_STATE["numbers"] = _service_numbers(manager.key_service(), ctx.plan_recipe.counter)  # type: ignore[attr-defined]
-
-
-class _KeyServiceManager(BaseManager):
-    """Serves the run's :class:`~veil.mapping.KeyService` to the pool processes, which cannot call the
-    driver's object: counter pseudonyms, one call per shard. Its process holds the service (inherited by
-    fork, or pickled to it by the forkserver: a process of this machine and user) and dies with the driver."""
-
-
-_SERVED: dict[str, object] = {}
-
-
-def _served_key_service() -> object:
-    return _SERVED["service"]
-
-
-def _serve_key_service(service: object) -> None:
-    """Runs in the manager's process before it serves."""
-    _die_with_parent()
-    _SERVED["service"] = service
-
-
-_KeyServiceManager.register("key_service", callable=_served_key_service)
 
 
 def _die_with_parent() -> None:
@@ -781,15 +760,17 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
     journal = str(mapping.journal_dir(os.path.realpath(options.reid_table))) if sealer is not None else None
     context = _pool_context()
     limit = options.max_in_flight or 2 * options.workers
-    manager: _KeyServiceManager | None = None
+    manager = None
     served: tuple[object, bytes] | None = None
     if ctx.plan_recipe.counter is not None:
         if service is None:
             raise FatalRunError("counter pseudonyms need the run's key service")
         # Started before the pool; the service it holds has the journal set and the earlier numbers loaded.
         authkey = os.urandom(32)
-        manager = _KeyServiceManager(authkey=authkey, ctx=context)
-        manager.start(_serve_key_service, (service,))
+        from veil.keyserver import KeyServiceManager, serve
+
+        manager = KeyServiceManager(authkey=authkey, ctx=context)
+        manager.start(serve, (service,))
         served = (manager.address, authkey)
 
     def new_pool() -> ProcessPoolExecutor:
