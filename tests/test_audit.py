@@ -410,3 +410,12 @@ def test_concurrent_writers_do_not_touch_each_other(tmp_path: Path) -> None:
         assert read_actions(tmp_path, shard).shape == (shard % 4, len(ACTION_NAMES))
     leftovers = [p for p in (tmp_path / ".veil").rglob("*") if p.name.endswith((".tmp", ".partial"))]
     assert leftovers == []
+
+
+def test_a_replaced_row_is_validated_too() -> None:
+    row = make_row(0, 0)
+    assert row._replace(reason="x").reason == "x"
+    with pytest.raises(ValueError, match="digest"):
+        row._replace(input_digest="/home/patient/scan.dcm")
+    with pytest.raises(ValueError, match="output_path"):
+        row._replace(output_path="../outside.dcm")

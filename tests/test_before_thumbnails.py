@@ -3,7 +3,6 @@ only, tamper-evident, absent from keyless runs; `veil audit DST --review OUTDIR 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 
@@ -128,7 +127,7 @@ def test_a_blob_moved_to_another_row_fails_authentication(tmp_path) -> None:
     with pytest.raises(AuditError, match="row 0: sealed before-thumbnail fails authentication"):
         audit.read_pixel_records(tmp_path, 2, key)
     with pytest.raises(ValueError, match="project key"):  # a keyless run's rows cannot have sealed thumbnails
-        audit.write_shard(tmp_path, 2, [dataclasses.replace(row(0), key_id="")], records[:1], bytes(32))
+        audit.write_shard(tmp_path, 2, [row(0)._replace(key_id="")], records[:1], bytes(32))
 
 
 def test_a_keyless_run_stores_no_before_thumbnail(tmp_path, monkeypatch) -> None:

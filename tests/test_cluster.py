@@ -349,11 +349,12 @@ def test_a_node_killed_mid_run_loses_nothing(cluster, tmp_path, capsys) -> None:
         driver.wait()
     stderr = driver_log.read_text(errors="replace")
     assert driver.returncode == EXIT_OK, stderr[-3000:]
-    # Ray's driver prints "(raylet) Task _ray_shard failed ... will be retried" on stdout whatever
-    # log_to_driver says; the summary is the JSON object that starts a line after it.
+    # Ray's driver prints "(raylet) Task _ray_shard failed ... will be retried" (and, as the killed node is
+    # noticed, lines about it) on stdout whatever log_to_driver says, before or after the summary: the summary
+    # is the JSON object that starts a line.
     text = driver_out.read_text()
     start = 0 if text.startswith("{") else text.index("\n{") + 1
-    result = json.loads(text[start:])
+    result, _ = json.JSONDecoder().raw_decode(text[start:])
     assert result["mode"] == "ray-cluster"
     assert result["this_run"]["files"] == result["this_run"]["written"] == 400
     assert tree(dst) == tree(reference)

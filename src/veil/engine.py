@@ -40,7 +40,7 @@ import numpy as np
 from veil import __version__, audit
 from veil.errors import VeilError
 from veil.keys import Key, KeyedFunctions
-from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
+from veil.pipeline import SMALL_FILE, CounterLookup, Deidentifier, FileOutcome, refused
 from veil.recipe import CompiledRecipe
 
 log = logging.getLogger(__name__)
@@ -384,10 +384,36 @@ def process_shard(
     no_counts = (0,) * len(audit.ACTION_NAMES)
     prefix = dst.rstrip(os.sep) + os.sep
     Row = audit.AuditRow
+    keyed = blake3.blake3(key=audit_key)
+    # The native path, for the files it can take: the core reads, rewrites and writes each one, and its result
+    # becomes the audit row directly (no FileOutcome).
+    native = worker.native and layout == "mirror" and not want_reid
+    clock = time.perf_counter_ns
     for entry in entries:
         # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
-        digest = blake3.blake3(os.fsencode(entry.rel), key=audit_key).hexdigest()
-        if entry.error:
+        hasher = keyed.copy()
+        hasher.update(os.fsencode(entry.rel))
+        digest = hasher.hexdigest()
+        if native and not entry.error and entry.size <= SMALL_FILE:
+            started = clock()
+            try:
+                done = worker.small_file(entry.path, prefix + entry.rel)
+            except (VeilError, OSError) as exc:
+                outcome = refused(entry.path, exc, started)
+            else:
+                if done is not None:
+                    result, size, out_size = done
+                    written += 1
+                    input_bytes += size
+                    output_bytes += out_size
+                    rows.append(Row(run_id, shard, digest, size, out_size, entry.rel, result.sop_class_uid,
+                                    result.modality, result.study_instance_uid, result.series_instance_uid,
+                                    result.sop_instance_uid, key_id, recipe_name, recipe_version, recipe_hash,
+                                    __version__, result.counts_row, False, "written", "",
+                                    (clock() - started) // 1000))
+                    continue
+                outcome = worker.deidentify_file(entry.path, prefix + entry.rel)  # it grew past the native size
+        elif entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
         elif layout == "mirror":
             outcome = worker.deidentify_file(entry.path, prefix + entry.rel, reid=want_reid)

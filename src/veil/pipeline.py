@@ -164,13 +164,14 @@ class Deidentifier:
             pseudonyms if pseudonyms is not None else functions.pseudonym if functions is not None else None,
             functions.date_shift if functions is not None else None,
         )
-        # The native small-file path: plans that need no peek at the file first (free-text cleaning does),
-        # and no pixel work.
-        self._fast = plan.callback is None and pixel_policy is None
+        # The native small-file path (:meth:`small_file`): plans that need no peek at the file first (free-text
+        # cleaning does), and no pixel work.
+        self.native = plan.callback is None and pixel_policy is None
 
-    def _small_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int] | None:
+    def small_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int] | None:
         """The native path for a small input (read, rewrite, writev, rename in the core): the result and the
-        input and output sizes, or None when the input is too large for it."""
+        input and output sizes, or None when the input is too large for it. Only for a Deidentifier whose
+        ``native`` is true; raises what :meth:`deidentify_file` turns into a quarantine outcome."""
         head, _, name = dst.rpartition(os.sep)  # as os.path.dirname/basename, without their overhead per file
         directory = head or ("/" if dst.startswith(os.sep) else ".")
         _make_directory(directory)
@@ -312,12 +313,12 @@ class Deidentifier:
         """
         started = time.perf_counter_ns()
         src = os.fspath(source)
-        if self._fast and not reid and not callable(destination):
+        if self.native and not reid and not callable(destination):
             destination = os.fspath(destination)
             try:
-                done = self._small_file(src, destination)
+                done = self.small_file(src, destination)
             except (VeilError, OSError) as exc:
-                return _refused(src, exc, started)
+                return refused(src, exc, started)
             if done is not None:
                 result, size, written = done
                 return FileOutcome(src, destination, "written", "", size, written, result.sop_class_uid,
@@ -392,10 +393,10 @@ class Deidentifier:
                 pixel_record=redacted,
             )
         except (VeilError, OSError) as exc:
-            return _refused(src, exc, started)
+            return refused(src, exc, started)
 
 
-def _refused(src: str, exc: VeilError | OSError, started: int) -> FileOutcome:
+def refused(src: str, exc: VeilError | OSError, started: int) -> FileOutcome:
     """The quarantine outcome of a file that could not be de-identified; a full disk is re-raised (it stops
     the run; the partial output was already removed)."""
     if isinstance(exc, OSError):
