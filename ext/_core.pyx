@@ -23,7 +23,10 @@ cdef extern from "<fcntl.h>":
     const int O_NOFOLLOW
 from posix.stat cimport struct_stat, fstat, S_ISREG
 from posix.uio cimport iovec, writev
-from posix.unistd cimport read, close, unlink
+from posix.unistd cimport read, write, close, unlink
+from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
+cdef extern from "filecopy.h":
+    int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count) nogil
 
 from tagstream cimport *
 
@@ -1150,23 +1153,27 @@ cdef class Rewriter:
             self._walk(data, ds_pos, explicit, little, shift_days is None)
         return self._result(source, data, meta, deflated)
 
-    def rewrite_small_file(self, str src not None, str dst not None, str tmp not None, Py_ssize_t limit,
-                           shift_days=None):
-        """One small file end to end, its system calls made here: read ``src`` whole, rewrite it, write the
-        output to ``tmp`` with one ``writev`` and rename it to ``dst`` (the output appears whole or not at all).
+    def rewrite_file(self, str src not None, str dst not None, str tmp not None, Py_ssize_t limit,
+                     shift_days=None):
+        """One file end to end, its system calls made here; the output appears whole or not at all.
 
-        Returns ``(result, input_bytes, output_bytes)``, or None (nothing done) when ``src`` is larger than
-        ``limit``: the caller maps those. ``tmp``'s directory must exist. An unreadable input or a failed write
-        raises OSError (errno and path set; the temporary file removed); a bad file raises MalformedDicom.
+        A file of ``limit`` bytes or fewer is read whole, rewritten and written to ``tmp`` with one ``writev``.
+        A larger one is mapped: its header is rewritten from the mapping, the header written, the Pixel Data
+        value copied from the input by the kernel (``copy_file_range``, else ``sendfile``, else a buffer), then
+        the trailer. ``tmp`` is then renamed to ``dst``. Returns ``(result, input_bytes, output_bytes)``; the
+        result of a mapped file has no ``pixels`` (the mapping is gone), its ``pixel_range`` says where they
+        were. ``tmp``'s directory must exist. An unreadable input or a failed write raises OSError (errno and
+        path set; the temporary file removed); a bad file raises MalformedDicom.
         """
         cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
         cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
         cdef bytes btmp = tmp.encode("utf-8", "surrogateescape")
         cdef const char* csrc = bsrc
-        cdef int fd, err
+        cdef int fd
         cdef struct_stat st
         cdef Py_ssize_t size, got = 0, r
         cdef char* p
+        cdef void* mapped = MAP_FAILED
         cdef bytes data
         with nogil:
             fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
@@ -1178,10 +1185,22 @@ cdef class Rewriter:
             if not S_ISREG(st.st_mode):
                 raise MalformedDicom(src, 0, "not a regular file")
             size = st.st_size
-            if size > limit:
-                return None
             if size == 0:
                 raise MalformedDicom(src, 0, "empty file")
+            if size > limit:
+                result = None
+                with nogil:
+                    mapped = mmap(NULL, <size_t>size, PROT_READ, MAP_SHARED, fd, 0)
+                if mapped == MAP_FAILED:
+                    _raise_errno(errno, src)
+                try:
+                    result = self.rewrite(<uint8_t[:size]><uint8_t*>mapped, shift_days, src)
+                    written = _write_copy_and_rename(result, fd, btmp, bdst, tmp)
+                finally:
+                    if result is not None:
+                        (<RewriteResult>result).pixels = None  # a view of the mapping, about to go
+                    munmap(mapped, <size_t>size)
+                return result, size, written
             data = PyBytes_FromStringAndSize(NULL, size)
             p = PyBytes_AS_STRING(data)
             while got < size:
@@ -1361,6 +1380,57 @@ cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, 
     if err != 0:
         _raise_errno(err, tmp)
     return done
+
+
+cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes btmp, bytes bdst,
+                                        str tmp) except -1:
+    """Header, the pixel range copied from ``src_fd`` by the kernel, trailer, to ``btmp``; closed, renamed to
+    ``bdst``. On any failure the temporary file is removed and OSError raised."""
+    cdef const char* ctmp = btmp
+    cdef const char* cdst = bdst
+    cdef const char* head = result.header
+    cdef const char* tail = result.trailer
+    cdef Py_ssize_t head_len = len(result.header), tail_len = len(result.trailer)
+    cdef int64_t start = 0, count = 0
+    cdef int fd, err = 0
+    if result.pixel_range is not None:
+        start = result.pixel_range[0]
+        count = result.pixel_range[1] - start
+    with nogil:
+        fd = c_open(ctmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if fd < 0:
+            err = errno
+        else:
+            err = _write_fully(fd, head, head_len)
+            if err == 0 and count > 0:
+                err = veil_copy_range(src_fd, fd, start, count)
+            if err == 0 and tail_len:
+                err = _write_fully(fd, tail, tail_len)
+            if close(fd) != 0 and err == 0:
+                err = errno
+            if err == 0 and rename(ctmp, cdst) != 0:
+                err = errno
+            if err != 0:
+                unlink(ctmp)
+    if err != 0:
+        _raise_errno(err, tmp)
+    return head_len + count + tail_len
+
+
+cdef int _write_fully(int fd, const char* p, Py_ssize_t n) noexcept nogil:
+    """0, or the errno of a failed write (EIO for one that makes no progress)."""
+    cdef Py_ssize_t r
+    while n > 0:
+        r = write(fd, p, n)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if r == 0:
+            return EIO
+        p += r
+        n -= r
+    return 0
 
 
 cdef str _strip_uid(value):

@@ -143,6 +143,50 @@ def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path
     assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
 
 
+def _entries(n: int):  # type: ignore[no-untyped-def]
+    return (engine.Entry(f"/src/{i}.dcm", f"{i}.dcm", 100) for i in range(n))
+
+
+def test_a_small_job_on_several_workers_is_cut_into_about_eight_shards_each() -> None:
+    for n, workers, expected in ((2000, 2, 125), (100, 2, 64), (3000, 4, 94), (2000, 1, 1024), (10, 2, 64)):
+        size, entries = engine.choose_shard_files(_entries(n), workers)
+        assert size == expected, (n, workers)
+        assert [e.rel for e in entries] == [f"{i}.dcm" for i in range(n)]  # nothing lost to the look-ahead
+    # A job that runs past the look-ahead keeps the full size, and its listing stays lazy past it.
+    consumed = []
+
+    def listing():  # type: ignore[no-untyped-def]
+        for entry in _entries(10**6):
+            consumed.append(entry)
+            yield entry
+
+    size, entries = engine.choose_shard_files(listing(), 2)
+    assert size == engine.SHARD_FILES and len(consumed) == 4 * engine.SHARD_FILES
+    assert next(entries).rel == "0.dcm" and sum(1 for _ in entries) == 10**6 - 1
+
+
+def test_the_chosen_shard_size_is_kept_by_a_resume_on_other_workers(archive, compiled, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(engine, "MIN_SHARD_FILES", 2)
+    whole = run(archive, tmp_path / "whole", compiled, workers=2)
+    assert whole.shards == 15 and audit.read_manifest(tmp_path / "whole")["shard_files"] == 2  # 30 files / 16
+    # As if the run had stopped before its last five shards: their parts and outputs gone.
+    shutil.copytree(tmp_path / "whole", tmp_path / "resumed")
+    table = audit.read_audit(tmp_path / "resumed", ["shard", "output_path"]).to_pylist()
+    for row in table:
+        if row["shard"] >= 10:
+            (tmp_path / "resumed" / row["output_path"]).unlink()
+    for shard in range(10, 15):
+        audit.part_path(tmp_path / "resumed", shard).unlink()
+    # One worker would choose full-size shards; the resume keeps the manifest's.
+    summary = run(archive, tmp_path / "resumed", compiled, workers=1, resume=True)
+    assert summary.shards_resumed == 10 and summary.shards == 5 and summary.written == 10
+    assert tree(tmp_path / "resumed") == tree(tmp_path / "whole")
+    digests = audit.read_audit(tmp_path / "resumed").column("input_digest").to_pylist()
+    assert len(digests) == len(set(digests)) == 30
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> None:
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
@@ -381,10 +425,17 @@ def small_filesystem(tmp_path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
-@pytest.mark.parametrize("recipe_name,workers", [("ps3.15-basic", 1), ("research", 1), ("ps3.15-basic", 2)])
-def test_disk_full_on_a_real_filesystem(archive, small_filesystem, recipe_name, workers) -> None:
+@pytest.mark.parametrize("recipe_name,workers,mapped", [
+    ("ps3.15-basic", 1, False), ("research", 1, False), ("ps3.15-basic", 2, False), ("ps3.15-basic", 1, True),
+])
+def test_disk_full_on_a_real_filesystem(archive, small_filesystem, recipe_name, workers, mapped, monkeypatch) -> None:
     """A destination that really fills up (no mocks): the run stops with a clear error, every output left is
-    whole, no temporary file is left, and a resume elsewhere is not needed to trust what is there."""
+    whole, no temporary file is left, and a resume elsewhere is not needed to trust what is there. ``mapped``:
+    every input takes the core's path for large files (mapped, the pixels copied by the kernel)."""
+    if mapped:
+        from veil import pipeline
+
+        monkeypatch.setattr(pipeline, "SMALL_FILE", 0)
     recipe = compile_recipe(load_recipe(recipe_name))
     total = sum(p.stat().st_size for p in archive.rglob("*.dcm"))
     assert total > 160 * 1024  # the archive cannot fit

@@ -7,9 +7,26 @@ import io
 import os
 
 import pydicom
+import pytest
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from test_rewrite import DEID, KEY, encode, make_dataset
 from veil.pipeline import Deidentifier
+from veil.plan import Action, Plan, Rule
+
+# DEID without its free-text callback is native: the core does the whole file.
+NATIVE = Plan(
+    tags={0x00100010: Rule(Action.DUMMY), 0x00100020: Rule(Action.PSEUDO), 0x00080080: Rule(Action.REMOVE)},
+    vr_defaults={"SQ": Action.RECURSE, "UI": Action.UID, "DA": Action.SHIFT, "DT": Action.SHIFT,
+                 "PN": Action.REMOVE},
+    default_public=Action.KEEP,
+    default_private=Action.REMOVE,
+)
 from veil.synth import instance_bytes
 
 
@@ -65,3 +82,52 @@ def test_mapped_path_with_kernel_copy_writes_the_same_bytes(tmp_path, monkeypatc
     monkeypatch.setattr(pipeline, "SMALL_FILE", 0)  # every file mapped, pixels by copy_file_range
     worker.deidentify_file(src, tmp_path / "mapped.dcm")
     assert (tmp_path / "mapped.dcm").read_bytes() == (tmp_path / "read.dcm").read_bytes()
+
+
+@pytest.mark.parametrize("syntax,encapsulated", [
+    (ImplicitVRLittleEndian, False), (ExplicitVRLittleEndian, False), (ExplicitVRBigEndian, False),
+    (DeflatedExplicitVRLittleEndian, False), (ExplicitVRLittleEndian, True),
+])
+def test_native_mapped_path_writes_what_the_read_path_writes(tmp_path, monkeypatch, syntax, encapsulated) -> None:
+    """The core's own path for a large file (mapped, header rewritten from the mapping, the Pixel Data value
+    copied by the kernel, then the elements after it) gives the bytes of the in-memory rewrite, for every
+    transfer syntax, with a trailer after the pixels (Data Set Trailing Padding)."""
+    import veil.pipeline as pipeline
+
+    ds = make_dataset()
+    ds.PixelData = bytes(range(256)) * 64
+    if encapsulated:
+        from pydicom.encaps import encapsulate
+
+        ds.PixelData = encapsulate([bytes(range(200)) * 40, bytes(300)])
+        ds["PixelData"].is_undefined_length = True
+    ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 64)
+    src = tmp_path / "in.dcm"
+    src.write_bytes(encode(ds, syntax))
+    worker = Deidentifier(NATIVE, KEY)
+    assert worker.native
+    expected = worker.deidentify_bytes(src.read_bytes())
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 0)  # every file mapped
+    outcome = worker.deidentify_file(src, tmp_path / "out" / "mapped.dcm")
+    assert outcome.status == "written", outcome.reason
+    assert (tmp_path / "out" / "mapped.dcm").read_bytes() == expected
+    assert outcome.output_bytes == len(expected) and outcome.input_bytes == src.stat().st_size
+    assert os.listdir(tmp_path / "out") == ["mapped.dcm"]
+    result, size, written = worker.native_file(str(src), str(tmp_path / "out" / "again.dcm"))
+    assert result.pixels is None  # no view of the unmapped input survives
+    assert written == len(expected) and size == src.stat().st_size
+    if syntax != DeflatedExplicitVRLittleEndian:
+        assert result.pixel_range is not None
+
+
+def test_native_mapped_path_refuses_a_truncated_file_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    import veil.pipeline as pipeline
+
+    ds = make_dataset()
+    ds.PixelData = bytes(4096)
+    data = encode(ds)
+    (tmp_path / "cut.dcm").write_bytes(data[:-100])  # the Pixel Data value runs past the end
+    monkeypatch.setattr(pipeline, "SMALL_FILE", 0)
+    outcome = Deidentifier(NATIVE, KEY).deidentify_file(tmp_path / "cut.dcm", tmp_path / "out" / "cut.dcm")
+    assert outcome.status == "quarantined" and "past the end" in outcome.reason
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

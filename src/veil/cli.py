@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--layout", choices=("mirror", "study"), default="mirror")
     run.add_argument("--quarantine", choices=("copy", "list"), default="copy",
                      help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
-    run.add_argument("--shard-files", type=int, default=1024,
-                     help="files per shard: the unit of work, of audit parts and of resume (default 1024)")
+    run.add_argument("--shard-files", type=int,
+                     help="files per shard: the unit of work, of audit parts and of resume (default 1024; a small "
+                          "job on several workers gets about 8 shards per worker, of 64 files at least)")
     run.add_argument("--ray", action="store_true",
                      help="run the workers on a local Ray instead of a process pool (Ray starts in seconds)")
     run.add_argument("--dry-run", action="store_true",
@@ -269,7 +270,7 @@ def _run(args: argparse.Namespace) -> int:
         files_from=str(args.files_from) if args.files_from else None,
         reid_table=str(args.reid_table) if args.reid_table else None,
         quarantine_copy=args.quarantine == "copy",
-        shard_files=max(1, args.shard_files),
+        shard_files=max(1, args.shard_files) if args.shard_files is not None else None,
         force_ray=args.ray,
     )
     progress = _RunProgress() if sys.stderr.isatty() and not args.json else None

@@ -40,7 +40,7 @@ import numpy as np
 from veil import __version__, audit
 from veil.errors import VeilError
 from veil.keys import Key, KeyedFunctions
-from veil.pipeline import SMALL_FILE, CounterLookup, Deidentifier, FileOutcome, refused
+from veil.pipeline import CounterLookup, Deidentifier, FileOutcome, refused
 from veil.recipe import CompiledRecipe
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class RunOptions:
     files_from: str | None = None
     reid_table: str | None = None
     quarantine_copy: bool = True
-    shard_files: int = 1024
+    shard_files: int | None = None  # None: chosen by the run (see choose_shard_files)
     shard_bytes: int = 256 << 20
     max_in_flight: int = 0  # 0: twice the workers
     force_ray: bool = False  # workers on a local Ray rather than a process pool
@@ -308,6 +308,30 @@ def _list_file(root: str, listing: str) -> Iterator[Entry]:
                 yield Entry(full, rel, error="not a regular file")
 
 
+SHARD_FILES = 1024  # files per shard, unless the job is small (see choose_shard_files)
+MIN_SHARD_FILES = 64
+SHARDS_PER_WORKER = 8
+
+
+def choose_shard_files(entries: Iterator[Entry], workers: int) -> tuple[int, Iterator[Entry]]:
+    """Files per shard for a run that was given none, and the entries to run (the same, looked ahead).
+
+    A job that the listing shows to be small (it ends within two full shards per worker) is cut into about
+    :data:`SHARDS_PER_WORKER` shards per worker, of :data:`MIN_SHARD_FILES` files at least: with shards of the
+    full size, 2,000 files on 2 workers are two shards, and the worker whose shard holds the slow files (a
+    deflated data set is recompressed) finishes long after the other. Larger jobs, or one worker, keep
+    :data:`SHARD_FILES`. The choice is written to the manifest, so a resumed run cuts the same shards.
+    """
+    if workers <= 1:
+        return SHARD_FILES, entries
+    horizon = min(2 * workers * SHARD_FILES, 16_384)
+    head = list(itertools.islice(entries, horizon))
+    if len(head) >= horizon:
+        return SHARD_FILES, itertools.chain(head, entries)
+    per_shard = -(-len(head) // (SHARDS_PER_WORKER * workers))
+    return max(MIN_SHARD_FILES, min(SHARD_FILES, per_shard)), iter(head)
+
+
 def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, list[Entry]]]:
     """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs)."""
     batch: list[Entry] = []
@@ -394,25 +418,21 @@ def process_shard(
         hasher = keyed.copy()
         hasher.update(os.fsencode(entry.rel))
         digest = hasher.hexdigest()
-        if native and not entry.error and entry.size <= SMALL_FILE:
+        if native and not entry.error:
             started = clock()
             try:
-                done = worker.small_file(entry.path, prefix + entry.rel)
+                result, size, out_size = worker.native_file(entry.path, prefix + entry.rel)
             except (VeilError, OSError) as exc:
                 outcome = refused(entry.path, exc, started)
             else:
-                if done is not None:
-                    result, size, out_size = done
-                    written += 1
-                    input_bytes += size
-                    output_bytes += out_size
-                    rows.append(Row(run_id, shard, digest, size, out_size, entry.rel, result.sop_class_uid,
-                                    result.modality, result.study_instance_uid, result.series_instance_uid,
-                                    result.sop_instance_uid, key_id, recipe_name, recipe_version, recipe_hash,
-                                    __version__, result.counts_row, False, "written", "",
-                                    (clock() - started) // 1000))
-                    continue
-                outcome = worker.deidentify_file(entry.path, prefix + entry.rel)  # it grew past the native size
+                written += 1
+                input_bytes += size
+                output_bytes += out_size
+                rows.append(Row(run_id, shard, digest, size, out_size, entry.rel, result.sop_class_uid,
+                                result.modality, result.study_instance_uid, result.series_instance_uid,
+                                result.sop_instance_uid, key_id, recipe_name, recipe_version, recipe_hash,
+                                __version__, result.counts_row, False, "written", "", (clock() - started) // 1000))
+                continue
         elif entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
         elif layout == "mirror":
@@ -559,8 +579,14 @@ def run(
     started = time.time()
     previous = audit.read_manifest(dst) if options.resume and (dst / ".veil" / "manifest.json").exists() else {}
     run_id = previous.get("run_id") or uuid.uuid4().hex
-    shard_files = int(previous.get("shard_files", options.shard_files))
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
+    inputs = list_inputs(options.src, options.files_from)
+    if "shard_files" in previous:
+        shard_files = int(previous["shard_files"])  # a resumed run cuts the same shards, whatever its --workers
+    elif options.shard_files is not None:
+        shard_files = options.shard_files
+    else:
+        shard_files, inputs = choose_shard_files(inputs, options.workers)
     done = audit.completed_shards(dst) if options.resume else set()
     fresh = not options.resume and not audit.completed_shards(dst)  # no audit row from an earlier run
     if options.resume:
@@ -605,7 +631,7 @@ def run(
         reid=bool(options.reid_table) and key is not None,
         key_id=key.key_id if key else "",
     )
-    listing = shards(list_inputs(options.src, options.files_from), shard_files, shard_bytes)
+    listing = shards(inputs, shard_files, shard_bytes)
     # Look ahead one shard: a job of one shard has nothing to share out, it stays in this process.
     head: list[tuple[int, list[Entry]]] = list(itertools.islice(listing, 2))
     all_shards = _counted(_chain(head, listing), summary)

@@ -164,27 +164,27 @@ class Deidentifier:
             pseudonyms if pseudonyms is not None else functions.pseudonym if functions is not None else None,
             functions.date_shift if functions is not None else None,
         )
-        # The native small-file path (:meth:`small_file`): plans that need no peek at the file first (free-text
+        # The native path (:meth:`native_file`): plans that need no peek at the file first (free-text
         # cleaning does), and no pixel work.
         self.native = plan.callback is None and pixel_policy is None
 
-    def small_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int] | None:
-        """The native path for a small input (read, rewrite, writev, rename in the core): the result and the
-        input and output sizes, or None when the input is too large for it. Only for a Deidentifier whose
-        ``native`` is true; raises what :meth:`deidentify_file` turns into a quarantine outcome."""
+    def native_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int]:
+        """One file end to end in the core (read or map, rewrite, write, copy the pixel tail in the kernel,
+        rename): the result and the input and output sizes. Only for a Deidentifier whose ``native`` is true;
+        raises what :meth:`deidentify_file` turns into a quarantine outcome."""
         head, _, name = dst.rpartition(os.sep)  # as os.path.dirname/basename, without their overhead per file
         directory = head or ("/" if dst.startswith(os.sep) else ".")
         _make_directory(directory)
         tmp = f"{directory}{'' if directory.endswith(os.sep) else os.sep}.{name}.veil-tmp"
         try:
-            return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
+            return self._rewriter.rewrite_file(src, dst, tmp, SMALL_FILE)
         except FileNotFoundError as exc:
             if exc.filename != tmp:
                 raise
             # The directory went away since it was made (a cleaned DST in a long-lived worker): make it again.
             _MADE_DIRECTORIES.discard(directory)
             _make_directory(directory)
-            return self._rewriter.rewrite_small_file(src, dst, tmp, SMALL_FILE)
+            return self._rewriter.rewrite_file(src, dst, tmp, SMALL_FILE)
 
     def pseudonym_values(self, paths: Iterable[str]) -> list[bytes]:
         """Every value the pseudonym function will be asked for when ``paths`` are rewritten (padding stripped,
@@ -316,15 +316,13 @@ class Deidentifier:
         if self.native and not reid and not callable(destination):
             destination = os.fspath(destination)
             try:
-                done = self.small_file(src, destination)
+                result, size, written = self.native_file(src, destination)
             except (VeilError, OSError) as exc:
                 return refused(src, exc, started)
-            if done is not None:
-                result, size, written = done
-                return FileOutcome(src, destination, "written", "", size, written, result.sop_class_uid,
-                                   result.sop_instance_uid, result.study_instance_uid, result.series_instance_uid,
-                                   result.modality, result.transfer_syntax, result.counts_row,
-                                   (time.perf_counter_ns() - started) // 1000)
+            return FileOutcome(src, destination, "written", "", size, written, result.sop_class_uid,
+                               result.sop_instance_uid, result.study_instance_uid, result.series_instance_uid,
+                               result.modality, result.transfer_syntax, result.counts_row,
+                               (time.perf_counter_ns() - started) // 1000)
         try:
             fd = os.open(src, _READ_FLAGS)
             mm: mmap.mmap | None = None
@@ -429,7 +427,7 @@ def _read_all(fd: int, size: int) -> bytes:
 
 
 # Inputs up to this size are read whole (one read, one writev); larger ones are mapped and their pixel tail
-# copied in the kernel (copy_file_range), which measured faster for 0.5 MB CT images.
+# copied in the kernel (copy_file_range, else sendfile), which measured faster for 0.5 MB CT images.
 SMALL_FILE = 128 << 10
 
 _MADE_DIRECTORIES: set[str] = set()
