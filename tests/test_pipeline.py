@@ -18,6 +18,7 @@ from pydicom.uid import (
 from test_rewrite import DEID, KEY, encode, make_dataset
 from veil.pipeline import Deidentifier
 from veil.plan import Action, Plan, Rule
+from veil.synth import instance_bytes
 
 # DEID without its free-text callback is native: the core does the whole file.
 NATIVE = Plan(
@@ -27,7 +28,6 @@ NATIVE = Plan(
     default_public=Action.KEEP,
     default_private=Action.REMOVE,
 )
-from veil.synth import instance_bytes
 
 
 def test_deidentify_file_writes_a_readable_output_with_the_same_pixels(tmp_path) -> None:
