@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/filecopy.h ext/gen_vrtable.py
+$(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/fileio.h ext/gen_vrtable.py
 	@# Debian packages, each where its command is missing: Tesseract for burned-in text detection, dicom3tools
 	@# for dciodvfy, the conformance check of `veil verify` (the tests that need either skip without it).
 	packages=""; \

@@ -18,15 +18,32 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from libc.errno cimport errno, EINTR, EIO
 from libc.stdio cimport rename
-from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC
+from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC, AT_SYMLINK_NOFOLLOW
 cdef extern from "<fcntl.h>":
     const int O_NOFOLLOW
-from posix.stat cimport struct_stat, fstat, S_ISREG
+from posix.stat cimport struct_stat, fstat, fstatat, S_ISREG, S_ISDIR, S_ISLNK
 from posix.uio cimport iovec, writev
 from posix.unistd cimport read, write, close, unlink
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
-cdef extern from "filecopy.h":
-    int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count) nogil
+cdef extern from "<dirent.h>" nogil:
+    ctypedef struct DIR:
+        pass
+    struct dirent:
+        unsigned char d_type
+        char d_name[1]
+    DIR* opendir(const char* name)
+    int closedir(DIR* d)
+    int dirfd(DIR* d)
+    enum:
+        DT_UNKNOWN
+        DT_REG
+        DT_DIR
+        DT_LNK
+cdef extern from "Python.h":
+    object PyUnicode_DecodeFSDefault(const char* s)
+cdef extern from "fileio.h" nogil:
+    int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count)
+    dirent* veil_readdir(DIR* d, int* err)
 
 from tagstream cimport *
 
@@ -1659,6 +1676,72 @@ cdef bytes IMPLEMENTATION_VERSION_NAME_B = IMPLEMENTATION_VERSION_NAME.encode("a
 def build_meta(str sop_class, str sop_instance, str transfer_syntax):
     """Preamble, ``DICM`` and a File Meta group written anew (PS3.10 7.1), group length right."""
     return _build_header(sop_class, sop_instance, transfer_syntax, NULL, 0)
+
+
+# --- listing --------------------------------------------------------------------------------------------
+
+SCAN_FILE = 0       # a regular file; the value is its size
+SCAN_DIRECTORY = 1  # a directory (not a symbolic link)
+SCAN_SYMLINK = 2    # a symbolic link, not followed
+SCAN_OTHER = 3      # anything else (device, FIFO, socket)
+SCAN_ERROR = 4      # lstat failed; the value is its errno
+
+
+def scan_directory(str path not None):
+    """The entries of one directory, unsorted, as ``(name, kind, value)`` (kinds above), "." and ".." left out.
+
+    The listing of ``veil run``: one ``readdir`` pass, and an ``lstat`` relative to the open directory for
+    each regular file (its size) and each entry whose type the file system does not report, nothing for the
+    others. A directory that cannot be opened raises OSError."""
+    cdef bytes bpath = path.encode("utf-8", "surrogateescape")
+    cdef const char* cpath = bpath
+    cdef DIR* d
+    cdef dirent* ent
+    cdef struct_stat st
+    cdef int fd, kind, err
+    cdef long long value
+    cdef list found = []
+    with nogil:
+        d = opendir(cpath)
+    if d == NULL:
+        _raise_errno(errno, path)
+    try:
+        fd = dirfd(d)
+        while True:
+            with nogil:
+                ent = veil_readdir(d, &err)
+            if ent == NULL:
+                if err != 0:
+                    _raise_errno(err, path)
+                break
+            name = ent.d_name
+            if name[0] == b"."[0] and (name[1] == 0 or (name[1] == b"."[0] and name[2] == 0)):
+                continue
+            kind = ent.d_type
+            value = 0
+            if kind == DT_DIR:
+                kind = SCAN_DIRECTORY
+            elif kind == DT_LNK:
+                kind = SCAN_SYMLINK
+            elif kind == DT_REG or kind == DT_UNKNOWN:
+                if fstatat(fd, ent.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+                    kind = SCAN_ERROR
+                    value = errno
+                elif S_ISREG(st.st_mode):
+                    kind = SCAN_FILE
+                    value = st.st_size
+                elif S_ISDIR(st.st_mode):
+                    kind = SCAN_DIRECTORY
+                elif S_ISLNK(st.st_mode):
+                    kind = SCAN_SYMLINK
+                else:
+                    kind = SCAN_OTHER
+            else:
+                kind = SCAN_OTHER
+            found.append((PyUnicode_DecodeFSDefault(ent.d_name), kind, value))
+    finally:
+        closedir(d)
+    return found
 
 
 # --- peek -----------------------------------------------------------------------------------------------

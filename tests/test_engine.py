@@ -110,6 +110,34 @@ def test_bad_files_are_quarantined_and_the_run_goes_on(archive, tmp_path, capsys
     assert "symlink out of SRC" in capsys.readouterr().out
 
 
+def test_walk_lists_every_kind_of_entry_in_order(tmp_path) -> None:
+    """The directory walk (the core's scan_directory, then Python's rules): files with their sizes in sorted
+    order, depth first; links inside SRC followed, a dangling one and a FIFO recorded; .veil* left out."""
+    src = tmp_path / "in"
+    (src / "b" / "deep").mkdir(parents=True)
+    (src / "a.dcm").write_bytes(b"x" * 10)
+    (src / "b" / "c.dcm").write_bytes(b"y" * 20)
+    (src / "b" / "deep" / "d.dcm").write_bytes(b"z" * 30)
+    (src / "b" / "e.dcm").write_bytes(b"")
+    (src / "link-to-file.dcm").symlink_to(src / "b" / "c.dcm")
+    (src / "link-to-dir").symlink_to(src / "b" / "deep")
+    (src / "dangling.dcm").symlink_to(src / "gone.dcm")
+    (src / ".veil-state").write_text("not an input")
+    os.mkfifo(src / "pipe")
+    got = [(e.rel, e.size, e.error) for e in engine.list_inputs(str(src))]
+    assert got == [
+        ("a.dcm", 10, ""),
+        ("b/c.dcm", 20, ""),
+        ("b/deep/d.dcm", 30, ""),
+        ("b/e.dcm", 0, ""),
+        ("dangling.dcm", 0, "vanished before it was read"),
+        ("link-to-dir/d.dcm", 30, ""),
+        ("link-to-file.dcm", 20, ""),
+        ("pipe", 0, "not a regular file"),
+    ]
+    assert [e.path for e in engine.list_inputs(str(src))][:2] == [str(src / "a.dcm"), str(src / "b" / "c.dcm")]
+
+
 def test_directory_loop_is_recorded_not_followed(tmp_path, archive) -> None:
     src = tmp_path / "in"
     (src / "a").mkdir(parents=True)

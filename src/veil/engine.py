@@ -38,6 +38,7 @@ import blake3
 import numpy as np
 
 from veil import __version__, audit
+from veil._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 from veil.errors import VeilError
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome, refused
@@ -203,7 +204,8 @@ def _entry(path: str, rel: str, root: str) -> Entry:
 
 def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
     """Depth first, names sorted, one frame per open directory on an explicit stack (no generator per level:
-    each entry is yielded once, not passed up through every parent)."""
+    each entry is yielded once, not passed up through every parent). Each directory is read by the core's
+    ``scan_directory``: one pass, and an ``lstat`` relative to the directory for each file."""
     inside = root + os.sep
     stack: list[list] = [[top, rel, frozenset(ancestors), None]]  # type: ignore[type-arg]
     while stack:
@@ -211,25 +213,25 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
         directory, rel, ancestors, items = frame
         if items is None:
             try:
-                with os.scandir(directory) as it:
-                    listed = sorted((e.name, e) for e in it)
+                listed = sorted(scan_directory(directory))
             except OSError as exc:
                 stack.pop()
                 yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
                 continue
             items = frame[3] = iter(listed)
         prefix = f"{rel}/" if rel else ""
-        for name, dir_entry in items:
+        folder = directory if directory.endswith(os.sep) else directory + os.sep
+        for name, kind, value in items:
             if name.startswith(".veil"):
                 continue
-            path = dir_entry.path
+            path = folder + name
+            if kind == SCAN_FILE:
+                # A plain file under a directory already known to be inside SRC: its size came with the scan.
+                yield Entry(path, prefix + name, value)
+                continue
             child_rel = prefix + name
-            try:
-                is_link = dir_entry.is_symlink()
-                is_dir = dir_entry.is_dir(follow_symlinks=True)
-            except OSError:
-                is_link, is_dir = True, False
-            if is_dir:
+            is_link = kind == SCAN_SYMLINK
+            if kind == SCAN_DIRECTORY or (is_link and os.path.isdir(path)):
                 real = os.path.realpath(path)
                 if is_link and real != root and not real.startswith(inside):
                     yield Entry(path, child_rel, error="symlink out of SRC")
@@ -244,19 +246,12 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
                     continue
                 stack.append([path, child_rel, ancestors | {ident}, None])
                 break  # the child first; this directory's iterator resumes after it
-            if not is_link:
-                # A plain file under a directory already known to be inside SRC: the scandir entry has its size.
-                try:
-                    st = dir_entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    yield Entry(path, child_rel, error=f"cannot stat: {exc.strerror}")
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    yield Entry(path, child_rel, st.st_size)
-                else:
-                    yield Entry(path, child_rel, error="not a regular file")
-            else:
+            if is_link:
                 yield _entry(path, child_rel, root)
+            elif kind == SCAN_ERROR:
+                yield Entry(path, child_rel, error=f"cannot stat: {os.strerror(value)}")
+            else:
+                yield Entry(path, child_rel, error="not a regular file")
         else:
             stack.pop()
 

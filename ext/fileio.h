@@ -1,11 +1,15 @@
-/* veil: copy a byte range of one open file to the end of another in the kernel where it can.
+/* veil: the core's file system helpers.
  *
+ * veil_copy_range copies a byte range of one open file to the end of another in the kernel where it can:
  * copy_file_range (same file system: reflink or in-kernel copy), then sendfile (Linux, any two files: one
  * kernel copy through the page cache), then pread/write through a buffer (anywhere). Returns 0, or an errno
- * (EIO when the input ends before the range does: it shrank while it was being copied). */
-#ifndef VEIL_FILECOPY_H
-#define VEIL_FILECOPY_H
+ * (EIO when the input ends before the range does: it shrank while it was being copied).
+ *
+ * veil_readdir is readdir with its error. */
+#ifndef VEIL_FILEIO_H
+#define VEIL_FILEIO_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -72,6 +76,15 @@ static int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count)
         free(buf);
     }
     return 0;
+}
+
+/* readdir with its error: NULL and *err 0 at the end of the directory, NULL and *err set on a failure. */
+static struct dirent *veil_readdir(DIR *d, int *err)
+{
+    errno = 0;
+    struct dirent *e = readdir(d);
+    *err = errno;
+    return e;
 }
 
 #endif
