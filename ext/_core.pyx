@@ -16,7 +16,7 @@ from libc.string cimport memcpy, memcmp, memset
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.errno cimport errno, EINTR, EIO
+from libc.errno cimport errno, EINTR, EIO, ENOENT
 from libc.stdio cimport rename
 from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC, AT_SYMLINK_NOFOLLOW
 cdef extern from "<fcntl.h>":
@@ -44,6 +44,7 @@ cdef extern from "Python.h":
 cdef extern from "fileio.h" nogil:
     int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count)
     dirent* veil_readdir(DIR* d, int* err)
+    int veil_make_parents(const char* path)
 
 from tagstream cimport *
 
@@ -1170,21 +1171,23 @@ cdef class Rewriter:
             self._walk(data, ds_pos, explicit, little, shift_days is None)
         return self._result(source, data, meta, deflated)
 
-    def rewrite_file(self, str src not None, str dst not None, str tmp not None, Py_ssize_t limit,
-                     shift_days=None):
+    def rewrite_file(self, str src not None, str dst not None, Py_ssize_t limit, shift_days=None):
         """One file end to end, its system calls made here; the output appears whole or not at all.
 
-        A file of ``limit`` bytes or fewer is read whole, rewritten and written to ``tmp`` with one ``writev``.
-        A larger one is mapped: its header is rewritten from the mapping, the header written, the Pixel Data
-        value copied from the input by the kernel (``copy_file_range``, else ``sendfile``, else a buffer), then
-        the trailer. ``tmp`` is then renamed to ``dst``. Returns ``(result, input_bytes, output_bytes)``; the
-        result of a mapped file has no ``pixels`` (the mapping is gone), its ``pixel_range`` says where they
-        were. ``tmp``'s directory must exist. An unreadable input or a failed write raises OSError (errno and
-        path set; the temporary file removed); a bad file raises MalformedDicom.
+        A file of ``limit`` bytes or fewer is read whole, rewritten and written with one ``writev``. A larger
+        one is mapped: its header is rewritten from the mapping, the header written, the Pixel Data value copied
+        from the input by the kernel (``copy_file_range``, else ``sendfile``, else a buffer), then the trailer.
+        The output is written to ``.NAME.veil-tmp`` beside ``dst`` (a fixed name: a retried or resumed write
+        replaces it, never leaves another), the folders above it made when missing, then renamed to ``dst``.
+        Returns ``(result, input_bytes, output_bytes)``; the result of a mapped file has no ``pixels`` (the
+        mapping is gone), its ``pixel_range`` says where they were. An unreadable input or a failed write raises
+        OSError (errno and path set; the temporary file removed); a bad file raises MalformedDicom.
         """
         cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
         cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
-        cdef bytes btmp = tmp.encode("utf-8", "surrogateescape")
+        cdef Py_ssize_t slash = bdst.rfind(b"/")
+        cdef bytes btmp = bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
+        tmp = btmp.decode("utf-8", "surrogateescape")
         cdef const char* csrc = bsrc
         cdef int fd
         cdef struct_stat st
@@ -1362,10 +1365,8 @@ cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, 
         n += 1
     try:
         with nogil:
-            fd = c_open(ctmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            if fd < 0:
-                err = errno
-            else:
+            fd = _open_temporary(ctmp, &err)
+            if fd >= 0:
                 i = 0
                 while done < total:
                     r = writev(fd, &iov[i], n - i)
@@ -1414,10 +1415,8 @@ cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes b
         start = result.pixel_range[0]
         count = result.pixel_range[1] - start
     with nogil:
-        fd = c_open(ctmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        if fd < 0:
-            err = errno
-        else:
+        fd = _open_temporary(ctmp, &err)
+        if fd >= 0:
             err = _write_fully(fd, head, head_len)
             if err == 0 and count > 0:
                 err = veil_copy_range(src_fd, fd, start, count)
@@ -1432,6 +1431,19 @@ cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes b
     if err != 0:
         _raise_errno(err, tmp)
     return head_len + count + tail_len
+
+
+cdef int _open_temporary(const char* path, int* err) noexcept nogil:
+    """The temporary output, created or truncated (never through a symbolic link), the folders above it made
+    when missing; -1 with ``err`` set on failure."""
+    cdef int fd = c_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+    if fd < 0 and errno == ENOENT:
+        err[0] = veil_make_parents(path)
+        if err[0] != 0:
+            return -1
+        fd = c_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+    err[0] = errno if fd < 0 else 0
+    return fd
 
 
 cdef int _write_fully(int fd, const char* p, Py_ssize_t n) noexcept nogil:

@@ -5,7 +5,7 @@
  * kernel copy through the page cache), then pread/write through a buffer (anywhere). Returns 0, or an errno
  * (EIO when the input ends before the range does: it shrank while it was being copied).
  *
- * veil_readdir is readdir with its error. */
+ * veil_readdir is readdir with its error; veil_make_parents makes the folders above a file (mkdir -p). */
 #ifndef VEIL_FILEIO_H
 #define VEIL_FILEIO_H
 
@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -85,6 +87,34 @@ static struct dirent *veil_readdir(DIR *d, int *err)
     struct dirent *e = readdir(d);
     *err = errno;
     return e;
+}
+
+/* Makes every missing folder above the file ``path`` (mode 0777 less the umask, as mkdir -p): 0 or an errno. */
+static int veil_make_parents(const char *path)
+{
+    size_t n = strlen(path);
+    char *buf = malloc(n + 1);
+    if (buf == NULL) return ENOMEM;
+    memcpy(buf, path, n + 1);
+    char *last = strrchr(buf, '/');
+    int err = 0;
+    if (last != NULL && last != buf) {
+        *last = '\0';
+        for (char *p = buf + 1; ; p++) {
+            if (*p == '/' || *p == '\0') {
+                char c = *p;
+                *p = '\0';
+                if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+                    err = errno;
+                    break;
+                }
+                *p = c;
+                if (c == '\0') break;
+            }
+        }
+    }
+    free(buf);
+    return err;
 }
 
 #endif

@@ -131,3 +131,18 @@ def test_native_mapped_path_refuses_a_truncated_file_and_writes_nothing(tmp_path
     outcome = Deidentifier(NATIVE, KEY).deidentify_file(tmp_path / "cut.dcm", tmp_path / "out" / "cut.dcm")
     assert outcome.status == "quarantined" and "past the end" in outcome.reason
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+def test_native_path_makes_missing_folders_and_refuses_a_file_in_the_way(tmp_path, monkeypatch) -> None:
+    src = tmp_path / "in.dcm"
+    src.write_bytes(encode(make_dataset()))
+    worker = Deidentifier(NATIVE, KEY)
+    out = tmp_path / "out" / "a" / "b" / "x.dcm"
+    assert worker.deidentify_file(src, out).status == "written" and out.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["x.dcm"]
+    (tmp_path / "out" / "blocked").write_text("a file where a folder should be")
+    outcome = worker.deidentify_file(src, tmp_path / "out" / "blocked" / "y.dcm")
+    assert outcome.status == "quarantined" and "NotADirectoryError" in outcome.reason
+    monkeypatch.chdir(tmp_path / "out")
+    assert worker.deidentify_file(src, "relative.dcm").status == "written"
+    assert (tmp_path / "out" / "relative.dcm").read_bytes() == out.read_bytes()

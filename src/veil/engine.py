@@ -232,10 +232,11 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
             child_rel = prefix + name
             is_link = kind == SCAN_SYMLINK
             if kind == SCAN_DIRECTORY or (is_link and os.path.isdir(path)):
-                real = os.path.realpath(path)
-                if is_link and real != root and not real.startswith(inside):
-                    yield Entry(path, child_rel, error="symlink out of SRC")
-                    continue
+                if is_link:
+                    real = os.path.realpath(path)
+                    if real != root and not real.startswith(inside):
+                        yield Entry(path, child_rel, error="symlink out of SRC")
+                        continue
                 try:
                     ident = _dir_id(path)
                 except OSError as exc:

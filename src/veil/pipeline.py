@@ -169,22 +169,11 @@ class Deidentifier:
         self.native = plan.callback is None and pixel_policy is None
 
     def native_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int]:
-        """One file end to end in the core (read or map, rewrite, write, copy the pixel tail in the kernel,
-        rename): the result and the input and output sizes. Only for a Deidentifier whose ``native`` is true;
-        raises what :meth:`deidentify_file` turns into a quarantine outcome."""
-        head, _, name = dst.rpartition(os.sep)  # as os.path.dirname/basename, without their overhead per file
-        directory = head or ("/" if dst.startswith(os.sep) else ".")
-        _make_directory(directory)
-        tmp = f"{directory}{'' if directory.endswith(os.sep) else os.sep}.{name}.veil-tmp"
-        try:
-            return self._rewriter.rewrite_file(src, dst, tmp, SMALL_FILE)
-        except FileNotFoundError as exc:
-            if exc.filename != tmp:
-                raise
-            # The directory went away since it was made (a cleaned DST in a long-lived worker): make it again.
-            _MADE_DIRECTORIES.discard(directory)
-            _make_directory(directory)
-            return self._rewriter.rewrite_file(src, dst, tmp, SMALL_FILE)
+        """One file end to end in the core (read or map, rewrite, write beside ``dst`` under a temporary name,
+        making missing folders, copy the pixel tail in the kernel, rename): the result and the input and output
+        sizes. Only for a Deidentifier whose ``native`` is true; raises what :meth:`deidentify_file` turns into
+        a quarantine outcome."""
+        return self._rewriter.rewrite_file(src, dst, SMALL_FILE)
 
     def pseudonym_values(self, paths: Iterable[str]) -> list[bytes]:
         """Every value the pseudonym function will be asked for when ``paths`` are rewritten (padding stripped,
