@@ -11,8 +11,9 @@ Counter pseudonyms (``SUBJ-{counter:6}``) are the one exception to "a function o
 from the run's :class:`~veil.mapping.KeyService`. Before a shard is rewritten, its worker lists the values it will
 pseudonymise (a collecting pass with the same Plan) and asks the service once for those it has no number for:
 directly in this process, through the Ray key actor, or, for a local pool, through a ``BaseManager`` process
-(:mod:`veil.keyserver`) that serves the service (started before the pool, dying with the driver). The service journals the numbers
-before it answers; a run with counters loads the table and its journal first, so a resumed run goes on.
+(:mod:`veil.keyserver`) that serves the service (started before the pool, dying with the driver). The service
+journals the numbers before it answers; a run with counters loads the table and its journal first, so a resumed
+run goes on.
 """
 
 from __future__ import annotations

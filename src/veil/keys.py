@@ -180,7 +180,6 @@ class KeyedFunctions:
             )
         self.key_id = key.key_id
         self._uid_key = key.subkey("uid")
-        self._uid_hasher = blake3.blake3(key=self._uid_key)  # copied per UID: the key schedule is done once
         self._id_key = key.subkey("id")
         self._date_key = key.subkey("date")
         self._pattern = pseudonym_pattern
@@ -189,9 +188,7 @@ class KeyedFunctions:
 
     def uid(self, original: bytes) -> bytes:
         """``2.25.`` + the decimal of a version 8 UUID (RFC 9562) made from keyed BLAKE3 of the UID."""
-        hasher = self._uid_hasher.copy()
-        hasher.update(original)
-        value = int.from_bytes(hasher.digest(length=16), "big")
+        value = int.from_bytes(blake3.blake3(original, key=self._uid_key).digest(length=16), "big")
         # RFC 9562: version 8 in bits 48-51 (from the most significant), variant 0b10 in bits 64-65.
         value = (value & _UUID_CLEAR) | _UUID_V8_BITS
         return b"2.25.%d" % value
