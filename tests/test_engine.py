@@ -138,6 +138,34 @@ def test_walk_lists_every_kind_of_entry_in_order(tmp_path) -> None:
     assert [e.path for e in engine.list_inputs(str(src))][:2] == [str(src / "a.dcm"), str(src / "b" / "c.dcm")]
 
 
+def test_the_veil_program_ends_a_local_run_with_its_status_and_all_its_output(archive, tmp_path) -> None:
+    """The installed ``veil`` ends a local run without the interpreter's teardown (os._exit): its exit status,
+    its whole JSON summary on a pipe, the manifest and the audit must all be there."""
+    import shutil
+
+    program = shutil.which("veil", path=os.path.dirname(sys.executable))
+    if program is None:
+        pytest.skip("the veil program is not installed beside this Python")
+    src = tmp_path / "in"
+    shutil.copytree(archive, src)
+    (src / "bad.dcm").write_bytes(b"not DICOM")
+    key = tmp_path / "key"
+    assert main(["keygen", str(key)]) == EXIT_OK
+    for workers in ("1", "2"):
+        dst = tmp_path / f"out{workers}"
+        done = subprocess.run([program, "run", str(src), str(dst), "--key", str(key), "--json", "--workers",
+                               workers, "--shard-files", "8"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == EXIT_QUARANTINED, done.stderr
+        result = json.loads(done.stdout)
+        assert result["this_run"]["written"] == 30 and result["this_run"]["quarantined"] == 1
+        assert audit.read_manifest(dst)["status"] == "complete"
+        assert audit.read_audit(dst).num_rows == 31
+        plain = subprocess.run([program, "run", str(src), str(tmp_path / f"plain{workers}"), "--key", str(key),
+                                "--workers", workers], capture_output=True, text=True, timeout=120)
+        assert plain.returncode == EXIT_QUARANTINED
+        assert plain.stdout.rstrip().endswith(f"(veil audit {tmp_path / f'plain{workers}'})")
+
+
 def test_directory_loop_is_recorded_not_followed(tmp_path, archive) -> None:
     src = tmp_path / "in"
     (src / "a").mkdir(parents=True)
