@@ -23,7 +23,7 @@ cdef extern from "<fcntl.h>":
     const int O_NOFOLLOW
 from posix.stat cimport struct_stat, fstat, fstatat, S_ISREG, S_ISDIR, S_ISLNK
 from posix.uio cimport iovec, writev
-from posix.unistd cimport read, write, close, unlink
+from posix.unistd cimport read, write, pread, close, unlink
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 cdef extern from "<dirent.h>" nogil:
     ctypedef struct DIR:
@@ -85,6 +85,13 @@ cdef enum:
     CACHE_LIMIT = 200000
 
 ACTION_NAMES = tuple(a.name for a in Action)
+
+
+class _NeedWholeFile(Exception):
+    """A file rewritten from its head and tail needs its whole bytes after all (the core then maps it)."""
+
+
+HEAD_BYTES = 32768  # what a large file's head is read as: the elements before its Pixel Data value
 assert len(ACTION_NAMES) == N_ACTIONS and all(int(a) == i for i, a in enumerate(Action))
 
 cdef const uint8_t* STD_PREFIX = b"1.2.840.10008."
@@ -451,6 +458,10 @@ cdef class Rewriter:
     cdef uint32_t path_tags[MAX_DEPTH + 1]
     cdef uint32_t path_items[MAX_DEPTH + 1]
     cdef bint has_pixels
+    # A large file rewritten from its head and tail only: the top-level Pixel Data value (hole_len bytes) is
+    # not in the buffer, which jumps from hole_at (where the value would start) to what follows it.
+    cdef Py_ssize_t hole_at
+    cdef Py_ssize_t hole_len
     cdef Py_ssize_t pixel_start
     cdef Py_ssize_t pixel_stop
     cdef Py_ssize_t out_at_pixels
@@ -462,6 +473,8 @@ cdef class Rewriter:
     cdef bytes series_out
 
     def __cinit__(self):
+        self.hole_at = -1
+        self.hole_len = 0
         self.pub_tags = NULL
         self.pub_actions = NULL
         self.pub_args = NULL
@@ -660,7 +673,8 @@ cdef class Rewriter:
             else:
                 self._fail(pos, f"undefined length for VR {vr_name(h.vr)} ({group:04X},{h.tag & 0xFFFF:04X})")
         else:
-            if h.length > <uint32_t>(end - pos - h.hdr):
+            if h.length > <uint32_t>(end - pos - h.hdr) and not (
+                    pos + h.hdr == self.hole_at and h.length == <uint32_t>self.hole_len):
                 self._fail(pos, f"value length {h.length} of ({group:04X},{h.tag & 0xFFFF:04X}) runs past the end "
                                 f"({end - pos - h.hdr} bytes left)")
             if h.eff_vr == VR_SQ:
@@ -854,6 +868,8 @@ cdef class Rewriter:
                 self._fail(pos, f"unexpected ({group:04X},{elem:04X}) in a data set")
             vpos = pos + h.hdr
             vend = self._skip_value(vpos, end, &h, depth) if h.length == UNDEFINED else vpos + h.length
+            if vpos == self.hole_at:
+                vend = vpos  # the Pixel Data value is not in the buffer: what follows it is
             if depth == 0 and self._emit_inserts(tag, explicit, little):
                 pos = vend  # replaced by an inserted element
                 continue
@@ -915,6 +931,8 @@ cdef class Rewriter:
         cdef Py_ssize_t n = vend - vpos, start, r
         cdef uint8_t* tmp
         cdef bint is_pixels
+        if vpos == self.hole_at and vpos >= 0 and action != A_REMOVE and action != A_KEEP and action != A_EMPTY:
+            raise _NeedWholeFile()  # an action that reads or replaces the value: the whole file is needed
         if action == A_REMOVE:
             self._record(tag, A_REMOVE, depth)
             return 0
@@ -937,8 +955,10 @@ cdef class Rewriter:
                 out_put(&self.out, self.buf + pos, vpos - pos)
                 self.has_pixels = True
                 self.pixel_start = vpos
-                self.pixel_stop = vend
+                self.pixel_stop = vend + (self.hole_len if vpos == self.hole_at else 0)
                 self.out_at_pixels = self.out.length
+            elif vpos == self.hole_at:
+                raise _NeedWholeFile()
             else:
                 self._copy(pos, vpos, vend, h, explicit, little)
             self._record(tag, A_KEEP, depth)
@@ -1208,6 +1228,9 @@ cdef class Rewriter:
             if size == 0:
                 raise MalformedDicom(src, 0, "empty file")
             if size > limit:
+                done = self._rewrite_around_pixels(fd, size, src, shift_days)
+                if done is not None:
+                    return done[0], size, _write_copy_and_rename(<RewriteResult>done[0], fd, btmp, bdst, tmp)
                 result = None
                 with nogil:
                     mapped = mmap(NULL, <size_t>size, PROT_READ, MAP_SHARED, fd, 0)
@@ -1239,6 +1262,91 @@ cdef class Rewriter:
             data = data[:got]
         result = self.rewrite(data, shift_days, src)
         return result, got, _write_and_rename(result, btmp, bdst, tmp)
+
+    cdef _rewrite_around_pixels(self, int fd, Py_ssize_t size, str src, shift_days):
+        """A large file rewritten from its head and what follows its Pixel Data value, never reading the value:
+        ``(result,)``, or None when this cannot be done (deflated, encapsulated or odd-length pixels, a head
+        that does not reach the Pixel Data element, an action that needs the value, a file without a SOP
+        Instance UID, anything malformed: the caller maps the whole file, which gives the same output or the
+        proper error)."""
+        cdef Py_ssize_t head_len = min(size, HEAD_BYTES), got, start, length, tail_len, r
+        cdef bytes head = PyBytes_FromStringAndSize(NULL, head_len)
+        cdef bytes joined
+        cdef char* p
+        got = _pread_fully(fd, PyBytes_AS_STRING(head), head_len, 0)
+        if got != head_len:
+            return None
+        start, length = self._locate_pixels(head, size, src)
+        if length <= 0:
+            return None
+        tail_len = size - (start + length)
+        joined = PyBytes_FromStringAndSize(NULL, start + tail_len)
+        p = PyBytes_AS_STRING(joined)
+        memcpy(p, PyBytes_AS_STRING(head), start)
+        if tail_len and _pread_fully(fd, p + start, tail_len, start + length) != tail_len:
+            return None
+        self.hole_at = start
+        self.hole_len = length
+        try:
+            return (self.rewrite(joined, shift_days, src),)
+        except (_NeedWholeFile, MalformedDicom):
+            return None
+        finally:
+            self.hole_at = -1
+            self.hole_len = 0
+
+    cdef tuple _locate_pixels(self, bytes head, Py_ssize_t size, str src):
+        """Where the top-level Pixel Data value of a file starts and how long it is, from the file's head (a
+        walk over top-level element headers); (0, 0) when the head does not show a plain one that runs past
+        the head and ends within the file."""
+        cdef const uint8_t[::1] view = head
+        cdef Py_ssize_t n = len(head), pos, hdr
+        cdef uint32_t tag, length
+        cdef uint16_t vr
+        cdef bint explicit, little
+        cdef Header h
+        cdef Meta meta
+        try:
+            meta = _read_meta(view, src)
+        except MalformedDicom:
+            return (0, 0)
+        if meta.deflated:
+            return (0, 0)
+        explicit = meta.explicit
+        little = meta.little
+        self.buf = &view[0]
+        self.n = n
+        self.path = src
+        self.base = 0
+        pos = meta.dataset_offset
+        try:
+            while pos + 8 <= n:
+                tag = rdtag(self.buf + pos, little)
+                if tag == 0x7FE00010 or tag == 0x7FE00008 or tag == 0x7FE00009:
+                    if explicit:
+                        vr = (self.buf[pos + 4] << 8) | self.buf[pos + 5]
+                        if not vr_is_long(vr) or pos + 12 > n:
+                            return (0, 0)
+                        length = rd32(self.buf + pos + 8, little)
+                        hdr = 12
+                    else:
+                        length = rd32(self.buf + pos + 4, little)
+                        hdr = 8
+                    if length == UNDEFINED or length & 1 or pos + hdr + <Py_ssize_t>length <= n:
+                        return (0, 0)
+                    if pos + hdr + <Py_ssize_t>length > size:
+                        return (0, 0)
+                    return (pos + hdr, length)
+                if tag > 0x7FE00010:
+                    return (0, 0)
+                self._header(pos, n, explicit, little, &h)
+                pos = self._skip_value(pos + h.hdr, n, &h, 0)
+        except MalformedDicom:
+            return (0, 0)
+        finally:
+            self.buf = NULL
+            self.n = 0
+        return (0, 0)
 
     cdef _walk(self, const uint8_t[::1] buf, Py_ssize_t pos, bint explicit, bint little, bint find_shift):
         if buf.shape[0] == 0:
@@ -1286,6 +1394,8 @@ cdef class Rewriter:
             if not original:
                 # No SOP Instance UID anywhere (old ACR-NEMA style files): name the output by the keyed UID of
                 # the input's digest, so the same input always gets the same, non-identifying UID.
+                if self.hole_at >= 0:
+                    raise _NeedWholeFile()
                 original = "sha256:" + hashlib.sha256(data).hexdigest()
             if not original.isascii():
                 self._fail(0, "SOP Instance UID holds characters that are not ASCII")
@@ -1319,7 +1429,7 @@ cdef class Rewriter:
         head_len = self.out_at_pixels if self.has_pixels else self.out.length
         res.header = _build_header(sop_class, sop_instance, meta.transfer_syntax, self.out.data, head_len)
         if self.has_pixels:
-            res.pixels = memoryview(data)[self.pixel_start:self.pixel_stop]
+            res.pixels = memoryview(data)[self.pixel_start:self.pixel_stop] if self.hole_at < 0 else None
             res.pixel_range = (self.pixel_start, self.pixel_stop)
             res.trailer = PyBytes_FromStringAndSize(<const char*>(self.out.data + head_len),
                                                     self.out.length - head_len)
@@ -1444,6 +1554,21 @@ cdef int _open_temporary(const char* path, int* err) noexcept nogil:
         fd = c_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
     err[0] = errno if fd < 0 else 0
     return fd
+
+
+cdef Py_ssize_t _pread_fully(int fd, char* p, Py_ssize_t n, Py_ssize_t offset) noexcept nogil:
+    """Bytes read at ``offset`` (fewer than ``n`` at the end of the file), or -1 on an error."""
+    cdef Py_ssize_t got = 0, r
+    while got < n:
+        r = pread(fd, p + got, n - got, offset + got)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            return -1
+        if r == 0:
+            break
+        got += r
+    return got
 
 
 cdef int _write_fully(int fd, const char* p, Py_ssize_t n) noexcept nogil:
