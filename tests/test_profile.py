@@ -117,19 +117,23 @@ def test_profile_command_prints_a_summary(archive, tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["modalities"] == {"CT": 13, "US": 2}
 
 
-def test_profile_on_ray_equals_the_in_process_profile(tmp_path) -> None:
-    ray = pytest.importorskip("ray")
+def test_profile_on_a_pool_and_on_ray_equals_the_in_process_profile(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
     from veil.profile import profile_archive
     from veil.synth import write_archive
 
     src = tmp_path / "in"
-    write_archive(src, patients=3, series_per_study=2, instances_per_series=4, seed=2)
+    write_archive(src, patients=3, series_per_study=2, instances_per_series=100, seed=2)  # 600 files, 3 shards
     local = profile_archive(src, tmp_path / "local")
+    pooled = profile_archive(src, tmp_path / "pool", workers=2)
+    assert pooled.to_dict() == local.to_dict()
+    rows = pq.read_table(tmp_path / "pool" / "files.parquet").num_rows
+    assert rows == pq.read_table(tmp_path / "local" / "files.parquet").num_rows == 600
+    ray = pytest.importorskip("ray")
     try:
-        on_ray = profile_archive(src, tmp_path / "ray", workers=2)
+        on_ray = profile_archive(src, tmp_path / "ray", workers=2, ray=True)
     finally:
         ray.shutdown()
     assert on_ray.to_dict() == local.to_dict()
-    import pyarrow.parquet as pq
-
-    assert pq.read_table(tmp_path / "ray" / "files.parquet").num_rows == 24
+    assert pq.read_table(tmp_path / "ray" / "files.parquet").num_rows == 600

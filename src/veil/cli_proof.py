@@ -62,7 +62,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[a
         help="directory for the Parquet tables (default: ./veil-profile)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--workers", type=int, default=1, help="profile on local Ray with this many workers")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (as veil run)")
+    p.add_argument("--ray", action="store_true", help="run the workers on a local Ray instead of a process pool")
     p.add_argument("--address", help="profile on this Ray cluster")
     return {"verify": _verify, "inspect": _inspect, "profile": _profile}
 
@@ -183,7 +184,8 @@ def _profile(args: argparse.Namespace) -> int:
         return _error("profile", f"{args.src}: no such file or directory")
     try:
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            profile = profile_archive(args.src, args.out, workers=args.workers, address=args.address)
+            profile = profile_archive(args.src, args.out, workers=max(1, args.workers), address=args.address,
+                                      ray=args.ray)
     except (OSError, VeilError) as exc:
         return _error("profile", exc)
     if args.json:

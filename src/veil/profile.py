@@ -369,23 +369,48 @@ def _profile_on_ray(src: str, workers: int, address: str | None) -> Iterator[tup
         yield ray.get(ready[0])
 
 
+def _profile_on_pool(src: str, workers: int) -> Iterator[tuple[ArchiveProfile, list[dict]]]:
+    """Shards of the same lazy listing on a process pool of this machine (as ``veil run --workers N``), at
+    most twice as many in flight as workers, results in the order they finish."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from veil import engine
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=engine._pool_context()) as pool:
+        in_flight: set[Any] = set()
+        for _, entries in engine.shards(engine.list_inputs(src), 256, 256 << 20):
+            if len(in_flight) >= 2 * workers:
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+            in_flight.add(pool.submit(_profile_shard, entries))
+        while in_flight:
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+
 def profile_archive(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
     *,
     workers: int = 1,
     address: str | None = None,
+    ray: bool = False,
 ) -> ArchiveProfile:
-    """Profiles every file under ``src``: in this process, or on Ray (``workers`` > 1 or a cluster
-    ``address``) with the partial profiles merged; with ``out``, writes the Parquet tables there."""
+    """Profiles every file under ``src``: in this process, on a process pool of this machine (``workers`` >
+    1), or on Ray (``ray``: a local Ray of ``workers``; ``address``: a cluster), the partial profiles merged;
+    with ``out``, writes the Parquet tables there."""
     root = Path(src)
     profile = ArchiveProfile()
     table = None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         table = _FileTable(Path(out) / "files.parquet")
-    if workers > 1 or address:
+    if address or ray:
         parts = _profile_on_ray(str(root), workers, address)
+    elif workers > 1:
+        parts = _profile_on_pool(str(root), workers)
     else:
         from veil import engine
 
