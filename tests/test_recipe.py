@@ -40,6 +40,7 @@ SHIPPED = {
     "clean-descriptors",
     "clean-structured-content",
     "clean-graphics",
+    "clean-unlisted-short-text",  # veil's own option (hipaa-safe-harbor, research)
 }
 
 PROFILE = """\
