@@ -14,6 +14,7 @@ from pydicom.sequence import Sequence
 
 from veil.cli import main
 from veil.keys import load_key
+from veil.plan import Action
 from veil.recipe import compile_recipe
 from veil.synth import write_archive
 from veil.verify import verify
@@ -107,3 +108,87 @@ def test_free_text_in_sequences_basic_walks_is_cleaned_at_every_depth(archive, t
     assert family not in issuer.LocalNamespaceEntityID and "PRACTICE" in issuer.LocalNamespaceEntityID
     raw = (dst / REL).read_bytes()
     assert family.encode() not in raw and given.encode() not in raw and mrn.encode() not in raw
+
+
+# Coded and technical values the recipes keep by name (tests/test_lo_sh_review.py has the whole review): each
+# is planted with digits, which the cleaner would drop.
+KEPT_EXACT = (
+    "CodeValue", "CodingSchemeDesignator", "CodeMeaning", "CodingSchemeVersion", "Manufacturer",
+    "ManufacturerModelName", "SoftwareVersions", "SequenceName", "ConvolutionKernel",
+    "PrivateCreatorReference", "StackID", "WindowCenterWidthExplanation",
+)  # fmt: skip
+# Elements where a person's name or number turns up in practice: cleaned, or removed where nothing is left.
+CLEANED_HERE = ("SegmentAlgorithmName", "SegmentLabel", "ContentDescription", "AlgorithmSource", "BeamName")
+REMOVED_HERE = ("ComponentWelderIDs", "BreedRegistrationNumber", "PrinterName", "ProductLotIdentifier")
+# Radiopharmaceutical Information Sequence: Table E.1-1 does not name it, Basic walks it.
+CONTAINER = 0x00540016
+
+
+def _unlisted_lo_sh() -> list[tuple[int, str]]:
+    """(tag, VR) of the dictionary's public LO and SH elements that Table E.1-1 does not list (no rule of the
+    Basic Profile names them), outside the command and File Meta groups."""
+    basic = compile_recipe("ps3.15-basic").plan
+    return [
+        (tag, entry[0])
+        for tag, entry in pydicom.datadict.DicomDictionary.items()
+        if entry[0] in ("LO", "SH")
+        and tag >> 16 not in (0x0000, 0x0002)
+        and tag not in basic.tags
+        and not any(tag & mask == value for mask, value, _ in basic.masks)
+    ]
+
+
+@pytest.mark.parametrize("recipe", ["hipaa-safe-harbor", "research"])
+def test_names_and_ids_in_lo_and_sh_elements_the_table_does_not_list_are_gone(
+    archive, tmp_path, recipe: str
+) -> None:
+    """Every LO and SH element Table E.1-1 does not list is planted at top level and in an item of a walked
+    sequence: codes ("99VEIL-12.3_A") where the recipe keeps the element, and must come out byte for byte; the
+    patient's name and number everywhere else ("Dr FAMILY MRN liver"; SH: the number), and must come out of
+    none of them. The elements of KEPT_EXACT, CLEANED_HERE and REMOVED_HERE are planted so whatever the recipe
+    says, so a recipe that kept everything (Basic) or cleaned every LO and SH fails."""
+    src = tmp_path / "in" / REL
+    src.parent.mkdir(parents=True)
+    ds = pydicom.dcmread(archive["src"] / REL)
+    family, mrn = str(ds.PatientName).split("^")[0], str(ds.PatientID)
+    plan = compile_recipe(recipe).plan
+    elements = _unlisted_lo_sh()
+    kept_exact = {pydicom.datadict.tag_for_keyword(k) for k in KEPT_EXACT}
+    identifying = {pydicom.datadict.tag_for_keyword(k) for k in CLEANED_HERE + REMOVED_HERE}
+    code = "99VEIL-12.3_A"
+    planted = {}
+    for tag, vr in elements:
+        keep = tag in kept_exact or (
+            tag not in identifying and plan.rule_for_public(tag, vr).action == Action.KEEP
+        )
+        planted[tag] = code if keep else mrn if vr == "SH" else f"Dr {family} {mrn} liver"
+    item = Dataset()
+    for target in (ds, item):
+        for tag, vr in elements:
+            target.add_new(tag, vr, planted[tag])
+    ds.add_new(CONTAINER, "SQ", Sequence([item]))
+    ds.save_as(src)
+
+    dst = tmp_path / "out"
+    deidentify(tmp_path / "in", dst, archive["key"], recipe)
+    raw = (dst / REL).read_bytes()
+    assert family.encode() not in raw and mrn.encode() not in raw
+
+    output = pydicom.dcmread(dst / REL)
+    wrong = []
+    for where, target in (("top", output), ("item", output[CONTAINER].value[0])):
+        for tag, vr in elements:
+            keyword = pydicom.datadict.keyword_for_tag(tag)
+            elem = target.get_item(tag)
+            value = None if elem is None else bytes(elem.value or b"")
+            if planted[tag] == code:
+                ok = value == (code + " ").encode()  # byte for byte (padded to even length as written)
+            elif keyword in REMOVED_HERE:
+                ok = value is None
+            elif keyword in CLEANED_HERE:
+                ok = value is not None and b"liver" in value  # cleaned, not emptied
+            else:
+                ok = True  # whatever the recipe does, the name and number are gone: the raw check above
+            if not ok:
+                wrong.append(f"{where} {keyword} {plan.rule_for_public(tag, vr).action.name}: {value!r}")
+    assert not wrong, "\n".join(wrong)

@@ -98,7 +98,7 @@ def test_verify_passes_on_veils_own_output_and_writes_both_reports(archive, tmp_
     assert data["counts"]["patients"] == 5 and data["counts"]["patterns"] > 100
     assert data["counts"]["references_checked"] > 0 and data["counts"]["kept_compared"] > 0
     assert data["files_per_second"] > 0
-    assert data["key_id"] == load_key(archive["key"]).key_id and data["recipe"] == "research 1.1"
+    assert data["key_id"] == load_key(archive["key"]).key_id and data["recipe"] == "research 1.2"
     assert len(data["hipaa_safe_harbor"]) == 18 == len(HIPAA_IDENTIFIERS)
     markdown = report_path.read_text()
     assert "**Verdict: PASS**" in markdown and "HIPAA Safe Harbor checklist" in markdown
