@@ -43,7 +43,6 @@ import logging
 import os
 import re
 import struct
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -293,7 +292,7 @@ def _atomic_file(final: Path) -> Iterator[Any]:
     """Yields a binary file under a temporary name beside ``final``; fsynced and renamed on success, removed on
     failure, so ``final`` either does not exist or is complete."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{os.urandom(6).hex()}.tmp")
     try:
         with open(tmp, "wb") as fh:
             yield fh

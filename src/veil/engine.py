@@ -23,12 +23,9 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
 import stat
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -487,7 +484,7 @@ def process_shard(
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = {name: int(n) for name, n in zip(audit.ACTION_NAMES, totals, strict=True) if n}
     return ShardResult(shard, len(entries), written, 0, quarantined, input_bytes, output_bytes,
-                       dict(reasons), actions, socket.gethostname())
+                       dict(reasons), actions, os.uname().nodename)
 
 
 def _relative(path: str | None, dst: str) -> str:
@@ -518,6 +515,8 @@ def _quarantine(dst: str, entry: Entry, digest: str, reason: str) -> None:
     target = os.path.join(folder, digest + ".dcm")
     try:
         tmp = target + ".tmp"
+        import shutil
+
         shutil.copyfile(entry.path, tmp)
         os.replace(tmp, target)
     except OSError as exc:
@@ -575,7 +574,7 @@ def run(
     dst = Path(options.dst)
     started = time.time()
     previous = audit.read_manifest(dst) if options.resume and (dst / ".veil" / "manifest.json").exists() else {}
-    run_id = previous.get("run_id") or uuid.uuid4().hex
+    run_id = previous.get("run_id") or os.urandom(16).hex()  # as uuid4().hex: 128 random bits
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
     inputs = list_inputs(options.src, options.files_from)
     if "shard_files" in previous:
