@@ -1504,12 +1504,7 @@ cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, 
                     if i < n and r:
                         iov[i].iov_base = <char*>iov[i].iov_base + r
                         iov[i].iov_len -= r
-                if close(fd) != 0 and err == 0:
-                    err = errno
-                if err == 0 and rename(ctmp, cdst) != 0:
-                    err = errno
-                if err != 0:
-                    unlink(ctmp)
+                err = _finish_temporary(fd, ctmp, cdst, err)
     finally:
         for i in range(n):
             PyBuffer_Release(&views[i])
@@ -1540,15 +1535,22 @@ cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes b
                 err = veil_copy_range(src_fd, fd, start, count)
             if err == 0 and tail_len:
                 err = _write_fully(fd, tail, tail_len)
-            if close(fd) != 0 and err == 0:
-                err = errno
-            if err == 0 and rename(ctmp, cdst) != 0:
-                err = errno
-            if err != 0:
-                unlink(ctmp)
+            err = _finish_temporary(fd, ctmp, cdst, err)
     if err != 0:
         _raise_errno(err, tmp)
     return head_len + count + tail_len
+
+
+cdef int _finish_temporary(int fd, const char* tmp, const char* dst, int err) noexcept nogil:
+    """Closes the temporary output; renames it to ``dst`` when everything before went well (``err`` 0), else
+    removes it. Returns the first error."""
+    if close(fd) != 0 and err == 0:
+        err = errno
+    if err == 0 and rename(tmp, dst) != 0:
+        err = errno
+    if err != 0:
+        unlink(tmp)
+    return err
 
 
 cdef int _open_temporary(const char* path, int* err) noexcept nogil:
