@@ -18,7 +18,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from veil.cli import main
 from veil.cli_proof import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers
-from veil.keys import KeyedFunctions, load_key
+from veil.keys import KeyedFunctions, generate_key_file, load_key
 from veil.recipe import compile_recipe
 from veil.synth import instance_bytes, write_archive
 from veil.verify import (
@@ -596,3 +596,68 @@ def test_outputs_under_another_layout_pair_through_the_audit(archive) -> None:
     report = verify(archive["src"], moved, recipe=RESEARCH, key=key)
     assert report.passed, report.errors
     assert report.counts["references_checked"] > 0 and not any("no input" in n for n in report.notes)
+
+
+def _pseudonym_findings(report) -> list:  # type: ignore[no-untyped-def]
+    return [f for f in report.findings if f.keyword == "PatientID"]
+
+
+def test_patient_id_pseudonyms_are_checked_against_the_key(archive) -> None:
+    key = load_key(archive["key"])
+    clean = verify(archive["src"], archive["dst"], recipe="research", key=key, dciodvfy_sample=0)
+    assert _pseudonym_findings(clean) == []
+    assert any("Patient ID pseudonyms: 5 patients" in n and "0 wrong" in n for n in clean.notes), clean.notes
+    # One file of the first patient given the second patient's pseudonym: split, shared and wrong.
+    broken = copy_outputs(archive, "swapped-pseudonym")
+    other = pydicom.dcmread(broken / "p0002/s01/se01/i0001.dcm").PatientID
+    ds = pydicom.dcmread(broken / "p0001/s01/se01/i0001.dcm")
+    assert ds.PatientID != other
+    ds.PatientID = other
+    ds.save_as(broken / "p0001/s01/se01/i0001.dcm")
+    report = verify(archive["src"], broken, recipe="research", key=key, dciodvfy_sample=0)
+    details = sorted(f.detail for f in _pseudonym_findings(report))
+    assert details == [
+        "Patient ID is not the keyed pseudonym of its original under key id " + key.key_id,
+        "a patient's files carry more than one pseudonym",
+        "one pseudonym is carried by files of different patients",
+    ]
+    blob = json.dumps(report.to_dict())
+    assert original(archive, "p0001/s01/se01/i0001.dcm").PatientID not in blob  # no original in the report
+
+
+def test_counter_pseudonyms_are_checked_against_the_reidentification_table(tmp_path) -> None:
+    from veil.engine import RunOptions, run
+    from veil.mapping import ReidTableError
+    from veil.recipe import compile_recipe, load_recipe
+
+    src, dst, table = tmp_path / "in", tmp_path / "out", tmp_path / "run.reid"
+    write_archive(src, patients=3, series_per_study=1, instances_per_series=2, seed=4)
+    key_file = tmp_path / "key"
+    key = generate_key_file(key_file)
+    recipe_path = Path(__file__).parent / "recipes" / "subject-counters.yml"
+    compiled = compile_recipe(load_recipe(recipe_path))
+    run(RunOptions(src=str(src), dst=str(dst), reid_table=str(table)), compiled, key)
+    report = verify(src, dst, recipe=compiled, key=key, dciodvfy_sample=0, reid_table=table)
+    assert _pseudonym_findings(report) == []
+    assert any("3 patients" in n and "checked against the re-identification table, 0 wrong" in n
+               for n in report.notes), report.notes
+    without = verify(src, dst, recipe=compiled, key=key, dciodvfy_sample=0)
+    assert any("give --reid-table" in n for n in without.notes)
+    # Two patients' numbers exchanged in all their files: consistent-looking, but the table says otherwise.
+    outputs = {p: pydicom.dcmread(p) for p in sorted(dst.rglob("*.dcm")) if ".veil" not in p.parts}
+    numbers = sorted({ds.PatientID for ds in outputs.values()})
+    assert len(numbers) == 3
+    exchange = {numbers[0]: numbers[1], numbers[1]: numbers[0]}
+    for path, ds in outputs.items():
+        if ds.PatientID in exchange:
+            ds.PatientID = exchange[ds.PatientID]
+            ds.save_as(path)
+    report = verify(src, dst, recipe=compiled, key=key, dciodvfy_sample=0, reid_table=table)
+    wrong = [f for f in _pseudonym_findings(report) if "re-identification table's" in f.detail]
+    assert len(wrong) == 4 and len(_pseudonym_findings(report)) == 4  # 2 files a patient; no split, no share
+    command = ["verify", str(src), str(dst), "--key", str(key_file), "--recipe", str(recipe_path),
+               "--dciodvfy-sample", "0"]
+    assert run_proof(*command, "--reid-table", str(table)) == EXIT_FINDINGS
+    assert run_proof(*command) == EXIT_OK  # without the table, the exchange is consistent-looking
+    with pytest.raises(ReidTableError):
+        verify(src, dst, recipe=compiled, key=key, dciodvfy_sample=0, reid_table=key_file)  # not a table

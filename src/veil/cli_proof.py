@@ -42,6 +42,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[a
         help="input/output pairs to check with dciodvfy when it is installed (default 10)",
     )
     v.add_argument("--json", action="store_true", help="print the JSON report")
+    v.add_argument("--reid-table", type=Path,
+                   help="the run's re-identification table: counter pseudonyms are checked against it")
 
     i = subparsers.add_parser("inspect", help="every element of one file before and after a recipe, and why")
     i.add_argument("file", type=Path)
@@ -92,6 +94,7 @@ def _verify(args: argparse.Namespace) -> int:
             key=key,
             dciodvfy_sample=args.dciodvfy_sample,
             progress=_progress() if sys.stderr.isatty() else None,
+            reid_table=args.reid_table,
         )
     except (KeyError_, VeilError) as exc:
         return _error("verify", exc)

@@ -17,7 +17,10 @@ Independent of the rewriter (it never calls ``veil._core``), four checks:
    series, study or frame of reference of the input set resolves to the output that instance became; each
    original maps to one output UID and no two originals to the same one; no original UID survives where
    the recipe remaps UIDs, and with the key, each is the keyed UID of its original;
-   MediaStorageSOPInstanceUID equals SOPInstanceUID.
+   MediaStorageSOPInstanceUID equals SOPInstanceUID. Where the recipe pseudonymises PatientID, each patient
+   has one pseudonym and each pseudonym one patient, no original is left, and each is the keyed pseudonym of
+   its original (with the key), or for counter pseudonyms the number the run's re-identification table
+   gives its original (with ``--reid-table``).
 3. **Kept attributes.** Top-level public attributes whose rule is KEEP hold the same bytes in the output.
 4. **Conformance.** Where ``dciodvfy`` (dicom3tools) is on PATH, a sample of pairs is checked and errors
    the output has that its input had not are reported. A deflated file (input or output) is checked through
@@ -76,6 +79,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from veil import __version__
+from veil.errors import KeyError_
 from veil.inspect import Node, element_bytes, explain_rule, walk_dataset
 from veil.keys import Key, KeyedFunctions
 from veil.plan import DUMMY_VALUES, STANDARD_UID_PREFIX, Action, Plan
@@ -468,6 +472,7 @@ _SERIES_INSTANCE_UID = 0x0020000E
 _STUDY_INSTANCE_UID = 0x0020000D
 _FRAME_OF_REFERENCE_UID = 0x00200052
 _MEDIA_STORAGE_SOP_INSTANCE_UID = 0x00020003
+_PATIENT_ID = 0x00100020
 _IDENTITY_TAGS = {
     _SOP_INSTANCE_UID: "instance",
     _SERIES_INSTANCE_UID: "series",
@@ -1242,6 +1247,8 @@ class _Pair:
     rel_out: str = ""  # the output's path relative to DST (the input's own under the mirror layout)
     output: dict[str, str] | None = None  # kind -> output UID
     media_storage: str = ""
+    patient_id: str = ""  # the input's top-level PatientID
+    patient_id_out: str = ""  # the output's
     references: list[tuple[str, str, str | None]] = field(
         default_factory=list
     )  # (path, original, output value)
@@ -1407,12 +1414,21 @@ def verify(
     key: Key | None = None,
     dciodvfy_sample: int = 10,
     progress: Callable[[str, int, int], None] | None = None,
+    reid_table: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
-    """Checks DST (veil's output of SRC under ``recipe`` and ``key``); see the module docstring."""
+    """Checks DST (veil's output of SRC under ``recipe`` and ``key``); see the module docstring. With the
+    run's re-identification table (and its key), counter pseudonyms are checked against it too."""
     src_root, dst_root = Path(src), Path(dst)
     compiled = recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
     plan = compiled.plan
     functions = KeyedFunctions(key, **compiled.key_parameters) if key is not None else None
+    reid_rows: dict[tuple[str, str], str] | None = None
+    if reid_table is not None:
+        if key is None:
+            raise KeyError_("the re-identification table is read with the project key: give --key")
+        from veil.mapping import read_reid_table
+
+        reid_rows = {(kind, new): original for kind, new, original in read_reid_table(reid_table, key)}
     report = VerifyReport(
         source=str(src_root),
         destination=str(dst_root),
@@ -1465,7 +1481,8 @@ def verify(
                 findings.append(Finding("integrity", rel, detail="input has no output and no audit record"))
             continue
         nodes = list(walk_dataset(before))
-        pair = _Pair(rel, _identity(before), patient=identifiers.add_dataset(before, plan, nodes))
+        pair = _Pair(rel, _identity(before), patient=identifiers.add_dataset(before, plan, nodes),
+                     patient_id=_uid_text(before, _PATIENT_ID) if _PATIENT_ID in before else "")
         input_refs = _uid_values(nodes)
         if out_path is None:
             if recorded is None:
@@ -1485,6 +1502,7 @@ def verify(
             pairs.append(pair)
             continue
         pair.output = _identity(after)
+        pair.patient_id_out = _uid_text(after, _PATIENT_ID) if _PATIENT_ID in after else ""
         meta = getattr(after, "file_meta", None)
         pair.media_storage = _uid_text(meta, _MEDIA_STORAGE_SOP_INSTANCE_UID) if meta is not None else ""
         output_refs = _uid_values(list(walk_dataset(after)))
@@ -1509,6 +1527,7 @@ def verify(
         )
 
     references_checked = _integrity(pairs, plan, functions, findings, report)
+    _pseudonym_findings(pairs, compiled, functions, reid_rows, findings, report)
 
     # 2. The leak scan of every output.
     scanner = LeakScanner(identifiers)
@@ -1691,6 +1710,71 @@ def _leak_detail(pattern: _Pattern, coincidence: bool, other_patient: bool = Fal
     if coincidence:
         return f"the whole value of an attribute the recipe keeps equals a value of {who} (a coincidence?)"
     return f"identifying value of {who}"
+
+
+def _pseudonym_findings(
+    pairs: list[_Pair],
+    compiled: CompiledRecipe,
+    functions: KeyedFunctions | None,
+    reid_rows: dict[tuple[str, str], str] | None,
+    findings: list[Finding],
+    report: VerifyReport,
+) -> None:
+    """Where the recipe pseudonymises PatientID: one pseudonym per patient and one patient per pseudonym
+    across the output set, no original left, and each pseudonym the right one: the keyed pseudonym of its
+    original under the key, or for counter patterns (``SUBJ-{counter:6}``, numbers from the run's key
+    service) the original the re-identification table gives for it. No value is written to the report."""
+    if explain_rule(compiled.plan, _PATIENT_ID, "LO").rule.action != Action.PSEUDO:
+        return
+    counter = compiled.counter is not None
+    given: dict[str, set[str]] = defaultdict(set)
+    owners: dict[str, set[str]] = defaultdict(set)
+    checked = wrong = 0
+    for pair in pairs:
+        original, new = pair.patient_id, pair.patient_id_out
+        if pair.output is None or not original or not new:
+            continue
+        where = pair.rel_out or pair.rel
+        given[original].add(new)
+        owners[new].add(original)
+        if new == original:
+            findings.append(Finding("integrity", where, "(0010,0020)", "PatientID",
+                                    detail="original Patient ID survives though the recipe pseudonymises it"))
+            continue
+        if counter and reid_rows is not None:
+            expected_original = reid_rows.get(("pseudonym", new), reid_rows.get(("PatientID", new)))
+            checked += 1
+            if expected_original != original:
+                wrong += 1
+                findings.append(Finding("integrity", where, "(0010,0020)", "PatientID",
+                                        detail="Patient ID pseudonym is not the re-identification table's for "
+                                               "this patient" if expected_original is not None else
+                                               "Patient ID pseudonym is not in the re-identification table"))
+        elif not counter and functions is not None:
+            checked += 1
+            if new.encode() != functions.pseudonym(original.encode("utf-8", "replace")):
+                wrong += 1
+                findings.append(Finding("integrity", where, "(0010,0020)", "PatientID",
+                                        detail=f"Patient ID is not the keyed pseudonym of its original under key "
+                                               f"id {report.key_id}"))
+    split = sum(1 for news in given.values() if len(news) > 1)
+    shared = sum(1 for olds in owners.values() if len(olds) > 1)
+    if split:
+        findings.append(Finding("integrity", f"{split} patients", "(0010,0020)", "PatientID",
+                                detail="a patient's files carry more than one pseudonym"))
+    if shared:
+        findings.append(Finding("integrity", f"{shared} pseudonyms", "(0010,0020)", "PatientID",
+                                detail="one pseudonym is carried by files of different patients"))
+    if given:
+        how = ("against the re-identification table" if counter and reid_rows is not None
+               else "against the key" if not counter and functions is not None else "")
+        report.notes.append(
+            f"Patient ID pseudonyms: {len(given)} patients, one pseudonym each and no pseudonym shared: "
+            f"{'yes' if not split and not shared else 'no'}"
+            + (f"; {checked} checked {how}, {wrong} wrong" if how else
+               "; counter pseudonyms: give --reid-table (with --key) to check each against the table"
+               if counter else "; give --key to check each against the key")
+        )
 
 
 def _integrity(
