@@ -1752,7 +1752,8 @@ def _pseudonym_findings(
                                                "Patient ID pseudonym is not in the re-identification table"))
         elif not counter and functions is not None:
             checked += 1
-            if new.encode() != functions.pseudonym(original.encode("utf-8", "replace")):
+            # _uid_text decoded the stored bytes as latin-1: encoding back gives them exactly (non-ASCII IDs too).
+            if new.encode("latin-1") != functions.pseudonym(original.encode("latin-1")):
                 wrong += 1
                 findings.append(Finding("integrity", where, "(0010,0020)", "PatientID",
                                         detail=f"Patient ID is not the keyed pseudonym of its original under key "
