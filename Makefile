@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml setup.py ext/*.pyx ext/*.pxd ext/fileio.h ext/gen_vrtable.py
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src/veil/core/*.pyx src/veil/core/*.pxd src/veil/core/*.pxi) src/veil/core/fileio.h scripts/gen_vrtable.py
 	@# Debian packages, each where its command is missing: Tesseract for burned-in text detection, dicom3tools
 	@# for dciodvfy, the conformance check of `veil verify` (the tests that need either skip without it).
 	packages=""; \
@@ -50,7 +50,7 @@ bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts ext/gen_vrtable.py
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
-	rm -rf build $(VENV) src/*.egg-info src/veil/*.so ext/*.c ext/vrtable.h $(SAMPLE)
+	rm -rf build $(VENV) src/*.egg-info src/veil/core/*.so src/veil/core/_core.c src/veil/core/vrtable.h $(SAMPLE)

@@ -1,4 +1,4 @@
-"""Builds the Cython core only; all metadata lives in pyproject.toml."""
+"""Builds the Cython core (``veil.core._core``) only; all metadata lives in pyproject.toml."""
 
 import sys
 from pathlib import Path
@@ -7,16 +7,17 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE / "ext"))
+CORE = HERE / "src" / "veil" / "core"
+sys.path.insert(0, str(HERE / "scripts"))
 import gen_vrtable  # noqa: E402
 
-gen_vrtable.main(str(HERE / "ext" / "vrtable.h"))
+gen_vrtable.main(str(CORE / "vrtable.h"))
 
 extensions = [
     Extension(
-        "veil._core",
-        ["ext/_core.pyx"],
-        include_dirs=["ext"],
+        "veil.core._core",
+        ["src/veil/core/_core.pyx"],
+        include_dirs=["src/veil/core"],
         extra_compile_args=["-O3"],
     )
 ]
@@ -24,7 +25,7 @@ extensions = [
 setup(
     ext_modules=cythonize(
         extensions,
-        include_path=["ext"],
+        include_path=["src/veil/core"],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

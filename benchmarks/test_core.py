@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 
 import pydicom
-from veil._core import Rewriter
+from veil.core._core import Rewriter
 
 from benchmarks.conftest import BENCH_PLAN
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veil.pixels import PixelLayout, RedactionItem, frames_view, redact_batch
+from veil.pixels.redact import PixelLayout, RedactionItem, frames_view, redact_batch
 
 LAYOUT = PixelLayout(480, 640, 3, 8, number_of_frames=4)
 REGIONS = ((0, 0, 640, 48), (0, 440, 320, 40), (560, 60, 80, 120))
@@ -59,7 +59,7 @@ def test_batch_and_loop_agree(instances) -> None:
 
 
 def test_ocr_frame_throughput(benchmark) -> None:
-    from veil import ocr
+    from veil.pixels import ocr
 
     if not ocr.available():
         pytest.skip("tesseract-ocr / pytesseract not installed")

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pydicom.datadict import RepeatersDictionary  # noqa: E402
 
-from veil.freetext import CLEANABLE_VRS  # noqa: E402
-from veil.recipe import dictionary_entry, parse_tag  # noqa: E402
+from veil.recipes.freetext import CLEANABLE_VRS  # noqa: E402
+from veil.recipes.recipe import dictionary_entry, parse_tag  # noqa: E402
 
 DEFAULT_STANDARD = ROOT.parent / "shared" / "standard"
 DEFAULT_OUT = ROOT / "src" / "veil" / "recipes"

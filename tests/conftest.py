@@ -18,7 +18,7 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 from plans import PLANS, SHIFT_DAYS, keyed_id, keyed_uid  # noqa: E402
-from veil.plan import Plan  # noqa: E402
+from veil.core.plan import Plan  # noqa: E402
 
 CORPUS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public"
 NIGHTLY = os.environ.get("VEIL_NIGHTLY") == "1"
@@ -99,8 +99,10 @@ def pydicom_files() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def core():
-    """The native rewriter module; tests that need it skip cleanly until it is built."""
-    return pytest.importorskip("veil._core", reason="veil._core is not built yet")
+    """The native rewriter module (built by ``make setup``: a missing core is an error, never a skip)."""
+    from veil.core import _core
+
+    return _core
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,11 @@ import numpy as np
 import pydicom
 
 from conftest import CORPUS_ROOT, corpus_file_list
-from veil import pixels
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
-from veil.recipe import compile_recipe, load_recipe
+from veil.pixels import redact as pixels
+from veil.recipes.recipe import compile_recipe, load_recipe
 
 TEST_KEY = Key(bytes(range(32)))
 
@@ -29,7 +29,7 @@ TEST_KEY = Key(bytes(range(32)))
 @dataclass(repr=False)
 class PixelCase:
     name: str
-    action: str  # what veil.pixels.decide said: redact (a rule) or the at-risk policy (detect)
+    action: str  # what veil.pixels.redact.decide said: redact (a rule) or the at-risk policy (detect)
     rule: str  # the rule's name, or ''
     outcome: str  # "redacted" | "kept" | "quarantined"
     reason: str
@@ -43,7 +43,7 @@ class PixelCase:
 @lru_cache(maxsize=1)
 def research_pixel_cases() -> dict[str, PixelCase]:
     """name -> what ``research`` does to the pixels of each corpus image it does not simply keep."""
-    from veil._core import peek
+    from veil.core._core import peek
 
     recipe = load_recipe("research")
     compiled = compile_recipe(recipe)

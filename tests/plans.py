@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from veil.plan import Action, Plan, Rule
+from veil.core.plan import Action, Plan, Rule
 
 __all__ = [
     "SHIFT_DAYS",

@@ -32,7 +32,7 @@ from pydicom.filereader import read_dataset, read_sequence
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
-from veil.plan import (
+from veil.core.plan import (
     DUMMY_VALUES,
     STANDARD_UID_PREFIX,
     Action,

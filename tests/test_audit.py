@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from veil import audit
-from veil.audit import (
+from veil.audit import store as audit
+from veil.audit.store import (
     ACTION_NAMES,
     AUDIT_COLUMNS,
     AUDIT_SCHEMA_VERSION,
@@ -30,8 +30,8 @@ from veil.audit import (
     write_manifest,
     write_shard,
 )
+from veil.core.plan import Action
 from veil.keys import Key
-from veil.plan import Action
 
 KEY = Key(bytes(range(32)))
 

@@ -14,11 +14,11 @@ from PIL import Image
 
 from test_pixel_runs import LAYOUT, site_recipe
 from test_pixels import make_file, make_pixels
-from veil import audit
-from veil.cli import EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
+from veil.audit import store as audit
+from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
 from veil.errors import AuditError, KeyError_
 from veil.keys import load_key
-from veil.pixels import PixelLayout
+from veil.pixels.redact import PixelLayout
 
 RULE = "  at_risk: flag\n  rules:\n    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n"
 SHARD = "shard-00000000"
@@ -107,7 +107,7 @@ def test_a_modified_blob_fails_authentication(redacted_run) -> None:
 
 def test_a_blob_moved_to_another_row_fails_authentication(tmp_path) -> None:
     from veil.keys import Key
-    from veil.pixels import Redaction
+    from veil.pixels.redact import Redaction
 
     key = Key(bytes(range(32)))
 
@@ -153,7 +153,7 @@ def test_a_keyless_run_stores_no_before_thumbnail(tmp_path, monkeypatch) -> None
 
 
 def test_planted_name_is_unreadable_in_the_store_and_readable_with_the_key(tmp_path, monkeypatch) -> None:
-    from veil import ocr
+    from veil.pixels import ocr
 
     if not ocr.available():
         pytest.skip("tesseract-ocr / pytesseract not installed")

@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 
 from corpus_pixels import PixelCase, frames_of, redacted_mask
-from veil import ocr
 from veil.pipeline import _IDENTIFYING_PEEK_VALUES
+from veil.pixels import ocr
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr / pytesseract not installed")
 
@@ -56,7 +56,7 @@ def _words(frames: np.ndarray) -> list[ocr.TextBox]:
 def _identifying(case: PixelCase, boxes: list[ocr.TextBox]) -> set[str]:
     """The words of the input the check holds the output to: for a rule, every word inside what it blanked;
     for detection, the words matching the file's identifying values or the identifier patterns."""
-    from veil._core import peek
+    from veil.core._core import peek
 
     assert case.redaction is not None
     if case.action == "redact":
@@ -107,8 +107,8 @@ def test_veil_run_records_the_redactions_in_the_audit(research_pixels, tmp_path)
     import shutil
 
     from conftest import CORPUS_ROOT
-    from veil import audit
-    from veil.cli import EXIT_OK, main
+    from veil.audit import store as audit
+    from veil.cli.main import EXIT_OK, main
 
     names = ["dwv/data/gdcm-CT-MONO2-8-abdo.dcm", "dcm4che/dcm4che-test-data/src/main/resources/YBR_422.dcm"]
     src = tmp_path / "in"

@@ -6,7 +6,7 @@ import json
 
 import pydicom
 
-from veil.cli import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
+from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
 
 
 def test_synth_keygen_deidentify_end_to_end(tmp_path, capsys) -> None:

@@ -15,15 +15,17 @@ import pydicom
 import pytest
 
 from killing import kill_mid_run
-from veil import audit, engine, mapping
-from veil.cli import EXIT_FATAL, EXIT_OK, main
+from veil.audit import store as audit
+from veil.cli.main import EXIT_FATAL, EXIT_OK, main
+from veil.engine import driver as engine
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
-from veil.keyserver import KeyServiceManager
-from veil.mapping import KeyService, journal_dir, read_reid_table
+from veil.keys import service as mapping
+from veil.keys.server import KeyServiceManager
+from veil.keys.service import KeyService, journal_dir, read_reid_table
 from veil.pipeline import CounterLookup, Deidentifier
-from veil.recipe import compile_recipe, load_recipe
-from veil.synth import write_archive
+from veil.recipes.recipe import compile_recipe, load_recipe
+from veil.synth.archive import write_archive
 
 KEY = Key(bytes(range(32)))
 RECIPE = Path(__file__).parent / "recipes" / "subject-counters.yml"

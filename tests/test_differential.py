@@ -30,8 +30,8 @@ from reference import (
     read_file,
     reference_view,
 )
+from veil.core.plan import Plan
 from veil.errors import MalformedDicom
-from veil.plan import Plan
 
 # file id -> why it is rejected. Both the rewriter and the reference must reject these, under every Plan.
 _TRUNCATED = "truncated: a value length runs past the end of the file"

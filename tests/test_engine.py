@@ -15,11 +15,12 @@ import pydicom
 import pytest
 
 from killing import kill_mid_run
-from veil import audit, engine
-from veil.cli import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
+from veil.audit import store as audit
+from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
+from veil.engine import driver as engine
 from veil.keys import Key
-from veil.recipe import compile_recipe, load_recipe
-from veil.synth import write_archive
+from veil.recipes.recipe import compile_recipe, load_recipe
+from veil.synth.archive import write_archive
 
 KEY = Key(bytes(range(32)))
 
@@ -248,7 +249,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
     outputs, one audit row per input, and a re-identification table with every row of an uninterrupted run."""
     from veil.keys import load_key
-    from veil.mapping import journal_dir, read_reid_table
+    from veil.keys.service import journal_dir, read_reid_table
 
     src = tmp_path / "in"
     write_archive(src, patients=20, series_per_study=2, instances_per_series=10, seed=9)  # 400 files
@@ -422,7 +423,7 @@ def test_local_pool_writes_what_one_process_writes(archive, tmp_path) -> None:
         a = audit.read_audit(tmp_path / name / "one", columns).sort_by("input_digest")
         b = audit.read_audit(tmp_path / name / "pool", columns).sort_by("input_digest")
         assert a.equals(b) and a.num_rows == 30
-        from veil.mapping import read_reid_table
+        from veil.keys.service import read_reid_table
 
         rows = read_reid_table(str(tmp_path / name / "pool.reid"), KEY.material)
         assert sorted(rows) == sorted(read_reid_table(str(tmp_path / name / "one.reid"), KEY.material))

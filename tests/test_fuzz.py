@@ -263,7 +263,7 @@ def _worker(
 
     With ``check_output`` every output is also read back by the reference reader (pydicom, strict).
     """
-    from veil._core import Rewriter, peek
+    from veil.core._core import Rewriter, peek
 
     from reference import Reject, read_file
     from veil.errors import MalformedDicom

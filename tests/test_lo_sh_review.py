@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
-from veil.plan import Action, Plan
-from veil.recipe import compile_recipe, dictionary_entry
+from veil.core.plan import Action, Plan
+from veil.recipes.recipe import compile_recipe, dictionary_entry
 
 RECIPES = ("hipaa-safe-harbor", "research")
 TEXT_VRS = ("LO", "SH")

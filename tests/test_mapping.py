@@ -11,7 +11,7 @@ import pytest
 
 from veil.errors import KeyError_, VeilError
 from veil.keys import Key, KeyedFunctions
-from veil.mapping import (
+from veil.keys.service import (
     REID_MAGIC,
     KeyService,
     ReidTableError,
@@ -227,7 +227,7 @@ def ray_session():
 
 
 def test_workers_get_their_keys_once_and_make_identical_uids(ray_session) -> None:
-    from veil.mapping import get_or_create_actor
+    from veil.keys.service import get_or_create_actor
 
     ray = ray_session
     actor = get_or_create_actor(MATERIAL, "P{hash:8}", (-30, -1), name="veil-keys-test")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veil import ocr
-from veil.pixels import PixelLayout, redact_native
+from veil.pixels import ocr
+from veil.pixels.redact import PixelLayout, redact_native
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr / pytesseract not installed")
 

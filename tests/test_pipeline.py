@@ -16,9 +16,9 @@ from pydicom.uid import (
 )
 
 from test_rewrite import DEID, KEY, encode, make_dataset
+from veil.core.plan import Action, Plan, Rule
 from veil.pipeline import Deidentifier
-from veil.plan import Action, Plan, Rule
-from veil.synth import instance_bytes
+from veil.synth.archive import instance_bytes
 
 # DEID without its free-text callback is native: the core does the whole file.
 NATIVE = Plan(
@@ -179,7 +179,7 @@ def test_large_file_rewritten_around_its_pixels_writes_what_the_whole_file_gives
     is only copied by the kernel); where that cannot be done (no SOP Instance UID: the output is named by a
     digest of the whole input; an action that replaces the pixels) the core maps the file. Every way gives
     the bytes of the in-memory rewrite."""
-    from veil import _core
+    from veil.core import _core
 
     data = _large(syntax, sop_instance=variant != "no SOP Instance UID", trailer=variant != "no trailer")
     plan = NATIVE
@@ -212,7 +212,7 @@ _BASIC_WORKER: list[Deidentifier] = []
 def _basic_worker() -> Deidentifier:
     if not _BASIC_WORKER:
         from veil.keys import Key, KeyedFunctions
-        from veil.recipe import compile_recipe
+        from veil.recipes.recipe import compile_recipe
 
         compiled = compile_recipe("ps3.15-basic")
         _BASIC_WORKER.append(Deidentifier(compiled.plan, KeyedFunctions(Key(bytes(range(32))),
@@ -224,8 +224,8 @@ def test_every_way_the_core_writes_a_file_gives_the_same_bytes(dicom_file, tmp_p
     """Each corpus and pydicom test file through ps3.15-basic (the core's own path): read whole, rewritten
     around its pixels from head and tail, or mapped, the output is the in-memory rewrite's, and a file the
     core refuses is refused every way, with nothing written."""
-    from veil import _core
     from veil import pipeline as pipeline_module
+    from veil.core import _core
     from veil.errors import VeilError
 
     worker = _basic_worker()

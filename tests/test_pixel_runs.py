@@ -8,9 +8,9 @@ import pydicom
 import pytest
 
 from test_pixels import make_file, make_pixels
-from veil import audit
-from veil.cli import EXIT_OK, EXIT_QUARANTINED, main
-from veil.pixels import PixelLayout
+from veil.audit import store as audit
+from veil.cli.main import EXIT_OK, EXIT_QUARANTINED, main
+from veil.pixels.redact import PixelLayout
 
 LAYOUT = PixelLayout(rows=32, columns=48, samples_per_pixel=1, bits_allocated=16)
 
@@ -75,7 +75,7 @@ def test_redact_all_blanks_the_whole_image(inputs, tmp_path) -> None:
 
 
 def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> None:
-    from veil import ocr
+    from veil.pixels import ocr
 
     if not ocr.available():
         pytest.skip("tesseract-ocr / pytesseract not installed")
@@ -127,7 +127,7 @@ def test_pixel_records_link_to_their_audit_rows_and_show_the_image_after(inputs,
 
 
 def test_a_shard_rewritten_without_redactions_loses_its_pixel_records(tmp_path) -> None:
-    from veil.pixels import Redaction
+    from veil.pixels.redact import Redaction
 
     def row(pixel_redaction: bool) -> audit.AuditRow:
         return audit.AuditRow("run", 3, "ab" * 16, 1, 1, "x.dcm", "1.2", "OT", "1.3", "1.4", "1.5", "k", "r", "1", "h",
@@ -147,7 +147,7 @@ def test_a_shard_rewritten_without_redactions_loses_its_pixel_records(tmp_path) 
 def test_detected_text_is_not_in_the_audit_thumbnail(tmp_path) -> None:
     """The audit holds no PHI: the thumbnail is made after redaction, so OCR reads no name or ID in it, nor in
     the review image, while the same image before redaction would show them (the planted words are large)."""
-    from veil import ocr
+    from veil.pixels import ocr
 
     if not ocr.available():
         pytest.skip("tesseract-ocr / pytesseract not installed")
@@ -212,7 +212,7 @@ def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_
 def test_research_quarantines_an_image_at_risk_when_ocr_cannot_run(inputs, tmp_path, monkeypatch) -> None:
     """Fail closed: ``research`` detects text in images at risk; without tesseract it cannot, so the image is
     quarantined with the reason, never written unexamined. An image not at risk is written as before."""
-    from veil import ocr
+    from veil.pixels import ocr
 
     src, key, arr = inputs  # two OT images (at risk, BurnedInAnnotation YES)
     (src / "ct.dcm").write_bytes(make_file(LAYOUT, arr, Modality="CT", BurnedInAnnotation="NO",

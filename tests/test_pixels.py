@@ -20,8 +20,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from veil.core.plan import Plan
 from veil.errors import MalformedDicom, RecipeError
-from veil.pixels import (
+from veil.pixels.redact import (
     CLEAN_PIXEL_DATA_CODE,
     PixelLayout,
     PixelPolicy,
@@ -37,8 +38,7 @@ from veil.pixels import (
     redact_native,
     ultrasound_data_regions,
 )
-from veil.plan import Plan
-from veil.recipe import load_recipe
+from veil.recipes.recipe import load_recipe
 
 # A tiny 3x5 bitmap font: enough to plant "text" whose pixels differ from the background.
 _GLYPHS = {
@@ -409,9 +409,9 @@ def test_a_lossy_input_keeps_its_lossy_history_in_a_lossless_output(output, synt
 def test_an_encoder_that_is_not_installed_makes_the_file_malformed_not_half_done(monkeypatch) -> None:
     """Where the encoder plugin is missing (pyjpegls not installed) the file is refused, never written
     uncompressed or left as it was without saying so."""
-    import veil.pixels
+    import veil.pixels.redact
 
-    monkeypatch.setitem(veil.pixels._ENCODINGS, "jpeg-ls", (JPEGLSLossless, "not-installed"))
+    monkeypatch.setitem(veil.pixels.redact._ENCODINGS, "jpeg-ls", (JPEGLSLossless, "not-installed"))
     layout = PixelLayout(16, 16, 1, 16)
     data = make_file(layout, make_pixels(layout), RLELossless)
     with pytest.raises(MalformedDicom, match="cannot encode JPEG-LS Lossless"):
@@ -458,7 +458,7 @@ def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
 
 
 def test_the_modalities_at_risk_are_those_veil_profile_reports() -> None:
-    from veil.pixels import AT_RISK_MODALITIES
-    from veil.profile import BURNED_IN_MODALITIES
+    from veil.inventory.profile import BURNED_IN_MODALITIES
+    from veil.pixels.redact import AT_RISK_MODALITIES
 
     assert AT_RISK_MODALITIES == BURNED_IN_MODALITIES

@@ -23,7 +23,7 @@ from pydicom.sequence import Sequence
 from plans import echo_callback, keyed_id, keyed_uid
 from reference import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, Reject, read_file
 from test_differential import check_rewrite
-from veil.plan import Action, Plan, Rule, clamp_age_value, shift_date_value
+from veil.core.plan import Action, Plan, Rule, clamp_age_value, shift_date_value
 
 A = Action
 logging.getLogger("pydicom").setLevel(logging.ERROR)  # generated values are often invalid on purpose

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from veil.core.plan import Action, Plan, Rule
 from veil.errors import RecipeError
-from veil.freetext import clean_element, clean_text, file_identifiers
 from veil.keys import Key, KeyedFunctions
-from veil.plan import Action, Plan, Rule
-from veil.recipe import (
+from veil.recipes.freetext import clean_element, clean_text, file_identifiers
+from veil.recipes.recipe import (
     Recipe,
     check_recipe,
     compile_recipe,
@@ -380,7 +380,7 @@ def test_unknown_shipped_name_is_refused():
 def test_shipped_recipes_are_package_data_and_the_root_link_points_at_them():
     directory = recipes_dir()
     assert {p.stem for p in directory.glob("*.yml")} == SHIPPED
-    assert (ROOT / "recipes").resolve() == (ROOT / "src" / "veil" / "recipes").resolve()
+    assert (ROOT / "recipes").resolve() == (ROOT / "src" / "veil" / "recipes" / "shipped").resolve()
 
 
 def test_every_shipped_recipe_loads_checks_and_profiles_compile():
@@ -648,7 +648,7 @@ def test_the_files_own_names_are_removed_when_the_caller_sets_them():
 
 
 def test_outputs_are_marked_with_the_method_and_option_codes() -> None:
-    from veil.recipe import compile_recipe, load_recipe
+    from veil.recipes.recipe import compile_recipe, load_recipe
 
     inserted = {tag: (vr, value) for tag, vr, value in compile_recipe(load_recipe("research")).plan.insert}
     assert inserted[0x00120062] == ("CS", "YES")

@@ -45,11 +45,11 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless
 
 from conftest import CORPUS_ROOT, corpus_file_list
 from corpus_pixels import unchanged_outside_and_blank_inside
+from veil.core.plan import STANDARD_UID_PREFIX
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
-from veil.plan import STANDARD_UID_PREFIX
-from veil.recipe import compile_recipe, load_recipe
+from veil.recipes.recipe import compile_recipe, load_recipe
 
 TEST_KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(32, 64)))
@@ -307,7 +307,7 @@ def _elements(ds: Dataset | None) -> dict[Path_, Element]:
 
 def run_corpus(key: Key, recipe: str | Path = "research") -> Run:
     """Every corpus file through ``recipe`` once, read back by pydicom."""
-    from veil._core import peek
+    from veil.core._core import peek
 
     worker, functions = _deidentifier(key, recipe)
     cases: dict[str, Case] = {}
@@ -828,7 +828,7 @@ def test_running_twice_gives_the_same_bytes(research: Run) -> None:
 
 
 def test_another_key_gives_other_pseudonyms_and_uids(research: Run) -> None:
-    from veil._core import peek
+    from veil.core._core import peek
 
     other, _ = _deidentifier(OTHER_KEY)
     same = []

@@ -16,12 +16,12 @@ import pydicom
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from veil.cli import main
-from veil.cli_proof import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers
+from veil.cli.main import main
+from veil.cli.proof import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers
 from veil.keys import KeyedFunctions, generate_key_file, load_key
-from veil.recipe import compile_recipe
-from veil.synth import instance_bytes, write_archive
-from veil.verify import (
+from veil.recipes.recipe import compile_recipe
+from veil.synth.archive import instance_bytes, write_archive
+from veil.verify.verify import (
     HIPAA_IDENTIFIERS,
     IdentifierSet,
     LeakScanner,
@@ -211,7 +211,7 @@ def test_references_accounting_and_keys_are_checked(archive) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from veil.audit import input_digest
+    from veil.audit.store import input_digest
 
     # veil run names an input by the keyed digest of its relative path (32 hex digits of it).
     digest = input_digest(key, "p0002/s01/se02/i0002.dcm")[:32]
@@ -542,8 +542,8 @@ def test_the_tag_walker_finds_the_elements_pydicom_finds_across_the_corpus() -> 
     import io
     import warnings
 
-    from veil.inspect import walk_dataset
-    from veil.verify import ParseError
+    from veil.preview.inspect import walk_dataset
+    from veil.verify.verify import ParseError
 
     compared = 0
     for path in sorted(p for p in CORPUS.rglob("*") if p.is_file()):
@@ -573,7 +573,7 @@ def test_outputs_under_another_layout_pair_through_the_audit(archive) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from veil.audit import input_digest
+    from veil.audit.store import input_digest
 
     moved = copy_outputs(archive, "moved")
     key = load_key(archive["key"])
@@ -626,9 +626,9 @@ def test_patient_id_pseudonyms_are_checked_against_the_key(archive) -> None:
 
 
 def test_counter_pseudonyms_are_checked_against_the_reidentification_table(tmp_path) -> None:
-    from veil.engine import RunOptions, run
-    from veil.mapping import ReidTableError
-    from veil.recipe import compile_recipe, load_recipe
+    from veil.engine.driver import RunOptions, run
+    from veil.keys.service import ReidTableError
+    from veil.recipes.recipe import compile_recipe, load_recipe
 
     src, dst, table = tmp_path / "in", tmp_path / "out", tmp_path / "run.reid"
     write_archive(src, patients=3, series_per_study=1, instances_per_series=2, seed=4)

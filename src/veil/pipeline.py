@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from veil import freetext
-from veil._core import Rewriter, RewriteResult, peek
+from veil.core._core import Rewriter, RewriteResult, peek
+from veil.core.plan import Action, Plan
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import CounterFormat, CounterPseudonymError, KeyedFunctions
-from veil.plan import Action, Plan
+from veil.recipes import freetext
 
 ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 
 if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pixels section
-    from veil import pixels
+    from veil.pixels import redact as pixels
 
 __all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter"]
 
@@ -248,7 +248,8 @@ class Deidentifier:
         on an image that describes no data regions is decided as if no rule named it (at risk unless it says
         BurnedInAnnotation NO): detection can find the text where no data region says where it is not.
         """
-        from veil import ocr, pixels
+        from veil.pixels import ocr
+        from veil.pixels import redact as pixels
 
         policy = self.pixel_policy
         info = peek(data, path)

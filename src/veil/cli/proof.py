@@ -77,7 +77,7 @@ def _error(command: str, message: object) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from veil.keys import load_key
-    from veil.verify import verify, write_report
+    from veil.verify.verify import verify, write_report
 
     if not args.src.exists():
         return _error("verify", f"{args.src}: no such file or directory")
@@ -131,9 +131,9 @@ def _progress() -> Callable[[str, int, int], None]:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from veil.inspect import inspect_file
     from veil.keys import KeyedFunctions, load_key
-    from veil.recipe import compile_recipe
+    from veil.preview.inspect import inspect_file
+    from veil.recipes.recipe import compile_recipe
 
     try:
         compiled = compile_recipe(args.recipe)
@@ -181,7 +181,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from veil.profile import profile_archive
+    from veil.inventory.profile import profile_archive
 
     if not args.src.exists():
         return _error("profile", f"{args.src}: no such file or directory")

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from veil._core import peek
+from veil.core._core import peek
 from veil.errors import VeilError
-from veil.recipe import dictionary_entry
-from veil.verify import ParseError, RawElement, read_part10, walk_elements
+from veil.recipes.recipe import dictionary_entry
+from veil.verify.verify import ParseError, RawElement, read_part10, walk_elements
 
 __all__ = [
     "BURNED_IN_MODALITIES",
@@ -349,7 +349,7 @@ def _profile_on_ray(src: str, workers: int, address: str | None) -> Iterator[tup
     """Shards of the same lazy listing ``veil run`` uses, as Ray tasks, a bounded number in flight."""
     import ray
 
-    from veil import engine
+    from veil.engine import driver as engine
 
     if not ray.is_initialized():
         if address:
@@ -374,7 +374,7 @@ def _profile_on_pool(src: str, workers: int) -> Iterator[tuple[ArchiveProfile, l
     most twice as many in flight as workers, results in the order they finish."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    from veil import engine
+    from veil.engine import driver as engine
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=engine._pool_context()) as pool:
         in_flight: set[Any] = set()
@@ -412,7 +412,7 @@ def profile_archive(
     elif workers > 1:
         parts = _profile_on_pool(str(root), workers)
     else:
-        from veil import engine
+        from veil.engine import driver as engine
 
         parts = (_profile_shard(entries) for _, entries in engine.shards(engine.list_inputs(str(root)), 256, 256 << 20))
     try:

@@ -79,11 +79,11 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from veil import __version__
+from veil.core.plan import DUMMY_VALUES, STANDARD_UID_PREFIX, Action, Plan
 from veil.errors import KeyError_
-from veil.inspect import Node, element_bytes, explain_rule, walk_dataset
 from veil.keys import Key, KeyedFunctions
-from veil.plan import DUMMY_VALUES, STANDARD_UID_PREFIX, Action, Plan
-from veil.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
+from veil.preview.inspect import Node, element_bytes, explain_rule, walk_dataset
+from veil.recipes.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
 
 __all__ = [
     "EXIT_FINDINGS",
@@ -1426,7 +1426,7 @@ def verify(
     if reid_table is not None:
         if key is None:
             raise KeyError_("the re-identification table is read with the project key: give --key")
-        from veil.mapping import read_reid_table
+        from veil.keys.service import read_reid_table
 
         reid_rows = {(kind, new): original for kind, new, original in read_reid_table(reid_table, key)}
     report = VerifyReport(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from veil import __version__
-from veil.cli_proof import add_parsers as add_proof_parsers
+from veil.cli.proof import add_parsers as add_proof_parsers
 from veil.errors import KeyError_, RecipeError, VeilError
 
 EXIT_OK = 0
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from veil import synth
+    from veil.synth import archive as synth
 
     total = args.patients * args.studies_per_patient * args.series_per_study * args.instances_per_series
     started = time.perf_counter()
@@ -167,7 +167,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def _deidentify(args: argparse.Namespace) -> int:
     from veil.keys import KeyedFunctions, load_key
     from veil.pipeline import Deidentifier
-    from veil.recipe import compile_recipe, load_recipe
+    from veil.recipes.recipe import compile_recipe, load_recipe
 
     recipe = load_recipe(args.recipe)
     compiled = compile_recipe(recipe)
@@ -191,7 +191,7 @@ def _deidentify(args: argparse.Namespace) -> int:
     files = written = quarantined = bytes_in = bytes_out = 0
     actions: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    from veil.engine import list_inputs
+    from veil.engine.driver import list_inputs
     from veil.pipeline import FileOutcome
 
     for entry in list_inputs(str(args.src)):
@@ -241,9 +241,9 @@ def _deidentify(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from veil import engine
+    from veil.engine import driver as engine
     from veil.keys import load_key
-    from veil.recipe import compile_recipe, load_recipe
+    from veil.recipes.recipe import compile_recipe, load_recipe
 
     recipe = load_recipe(args.recipe)
     compiled = compile_recipe(recipe)
@@ -252,8 +252,8 @@ def _run(args: argparse.Namespace) -> int:
         print("veil run: error: --reid-table needs a key", file=sys.stderr)
         return EXIT_FATAL
     if args.dry_run:
-        from veil.inspect import dry_run
         from veil.keys import KeyedFunctions
+        from veil.preview.inspect import dry_run
 
         entries = (e.path for e in engine.list_inputs(str(args.src), str(args.files_from) if args.files_from
                                                       else None) if not e.error)
@@ -325,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from veil import audit
+    from veil.audit import store as audit
 
     if not audit.audit_dir(args.dst).exists():
         print(f"veil audit: error: {args.dst}: no veil audit here", file=sys.stderr)
@@ -345,7 +345,7 @@ def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
     import numpy as np
     from PIL import Image
 
-    from veil import audit
+    from veil.audit import store as audit
     from veil.keys import load_key
 
     out = Path(os.path.realpath(outdir))
@@ -383,7 +383,7 @@ def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
 
 def _reidentify(args: argparse.Namespace) -> int:
     from veil.keys import load_key
-    from veil.mapping import read_reid_table
+    from veil.keys.service import read_reid_table
 
     key = load_key(args.key)
     rows = read_reid_table(str(args.table), key.material)
@@ -423,7 +423,7 @@ class _RunProgress:
 
 
 def _recipe(args: argparse.Namespace) -> int:
-    from veil import recipe as recipes
+    from veil.recipes import recipe as recipes
 
     if args.recipe_command == "list":
         for info in recipes.list_recipes():
@@ -439,7 +439,7 @@ def _recipe(args: argparse.Namespace) -> int:
 
 
 def _peek(args: argparse.Namespace) -> int:
-    from veil._core import peek
+    from veil.core._core import peek
 
     try:
         data = args.file.read_bytes()

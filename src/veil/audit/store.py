@@ -54,9 +54,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from veil.core.plan import Action
 from veil.errors import AuditError, KeyError_
 from veil.keys import Key
-from veil.plan import Action
 
 __all__ = [
     "AUDIT_SCHEMA_VERSION",
@@ -454,7 +454,7 @@ class PixelRecord:
 
     @classmethod
     def from_redaction(cls, row: int, redaction: Any) -> PixelRecord:
-        """From a ``veil.pixels.Redaction`` (not imported here: the audit needs no pixel codecs)."""
+        """From a ``veil.pixels.redact.Redaction`` (not imported here: the audit needs no pixel codecs)."""
         return cls(row, tuple(redaction.boxes), tuple(redaction.kept), redaction.rows, redaction.columns,
                    redaction.thumbnail, getattr(redaction, "before", None))
 

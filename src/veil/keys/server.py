@@ -22,9 +22,9 @@ def _served_key_service() -> object:
 
 def serve(service: object) -> None:
     """Runs in the manager's process before it serves."""
-    from veil.engine import _die_with_parent
+    from veil.system import die_with_parent
 
-    _die_with_parent()
+    die_with_parent()
     _SERVED["service"] = service
 
 

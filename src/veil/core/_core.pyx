@@ -56,7 +56,7 @@ from isal import isal_zlib
 
 from veil import __version__ as _VEIL_VERSION
 from veil.errors import MalformedDicom, PlanError
-from veil.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted
+from veil.core.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted
 
 # veil's Implementation Class UID (PS3.7 D.3.3.2): a 2.25 UID made once from a fixed UUID.
 IMPLEMENTATION_CLASS_UID = "2.25.167433902655210327398716356372095512893"

@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import stat
 import time
 from collections import Counter
@@ -35,12 +34,14 @@ from typing import NamedTuple
 import blake3
 import numpy as np
 
-from veil import __version__, audit
-from veil._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
+from veil import __version__
+from veil.audit import store as audit
+from veil.core._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 from veil.errors import VeilError
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome, refused
-from veil.recipe import CompiledRecipe
+from veil.recipes.recipe import CompiledRecipe
+from veil.system import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +560,7 @@ def run(
     progress: Callable[[RunSummary, int | None], None] | None = None,
 ) -> RunSummary:
     """Runs (or resumes) a whole job; returns the totals. Raises FatalRunError for a run that cannot go on."""
-    from veil import mapping
+    from veil.keys import service as mapping
 
     counter = compiled.counter
     if counter is not None and not options.reid_table:
@@ -694,7 +695,7 @@ def _chain(head: list[tuple[int, list[Entry]]], rest: Iterator[tuple[int, list[E
 
 def _service_numbers(service, counter) -> NumberSource:  # type: ignore[no-untyped-def]
     """Counter pseudonyms from a KeyService, or a proxy of one (a pool process): one call per shard."""
-    from veil import mapping
+    from veil.keys import service as mapping
 
     def numbers(shard: int, values: list[bytes]) -> list[bytes]:
         return service.counter_pseudonyms(mapping.COUNTER_KIND, values, counter.prefix, counter.width,
@@ -704,7 +705,7 @@ def _service_numbers(service, counter) -> NumberSource:  # type: ignore[no-untyp
 
 
 def _local_functions(service) -> KeyedFunctions | None:  # type: ignore[no-untyped-def]
-    from veil import mapping
+    from veil.keys import service as mapping
 
     if service is None:
         return None
@@ -721,9 +722,9 @@ def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer:
     """Runs once in each pool process: the run's context and the worker sub-keys (never the master key), and
     where the run keeps a re-identification table, the journal folder and the sub-key that seals its parts;
     with counter pseudonyms, a proxy of the key service (its address and authentication key)."""
-    from veil import mapping
+    from veil.keys import service as mapping
 
-    _die_with_parent()
+    die_with_parent()
     _POOL_STATE["ctx"] = ctx
     _POOL_STATE["functions"] = mapping.functions_from_worker_keys(worker_keys) if worker_keys is not None else None
     _POOL_STATE["audit_key"] = audit_key
@@ -732,32 +733,17 @@ def _pool_init(ctx: ShardContext, worker_keys: object, audit_key: bytes, sealer:
     _POOL_STATE["numbers"] = None
     if key_service is not None:
         address, authkey = key_service
-        from veil.keyserver import KeyServiceManager
+        from veil.keys.server import KeyServiceManager
 
         manager = KeyServiceManager(address=address, authkey=authkey)
         manager.connect()
         _POOL_STATE["numbers"] = _service_numbers(manager.key_service(), ctx.plan_recipe.counter)  # type: ignore[attr-defined]
 
 
-def _die_with_parent() -> None:
-    """A pool process ends when the process that started it does (Linux ``PR_SET_PDEATHSIG``): a driver killed
-    with SIGKILL leaves no worker behind to go on writing into DST while ``--resume`` runs."""
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # not Linux: the pool's own checks still stop idle workers once the driver is gone
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _pool_shard(number: int, entries: list[Entry]) -> ShardResult:
     """One shard in a pool process; its re-identification rows are sealed into the journal by this process,
     before its audit part (the driver merges the journal into the table at the end)."""
-    from veil import mapping
+    from veil.keys import service as mapping
 
     ctx = _POOL_STATE["ctx"]
     functions = _POOL_STATE["functions"]
@@ -800,7 +786,7 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    from veil import mapping
+    from veil.keys import service as mapping
 
     summary.mode = "local-pool"
     worker_keys = service.worker_keys() if service is not None else None
@@ -815,7 +801,7 @@ def _run_on_pool(options, ctx, service, audit_key, all_shards, done, summary, pr
             raise FatalRunError("counter pseudonyms need the run's key service")
         # Started before the pool; the service it holds has the journal set and the earlier numbers loaded.
         authkey = os.urandom(32)
-        from veil.keyserver import KeyServiceManager, serve
+        from veil.keys.server import KeyServiceManager, serve
 
         manager = KeyServiceManager(authkey=authkey, ctx=context)
         manager.start(serve, (service,))
@@ -918,7 +904,7 @@ def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progres
     """Shards as Ray tasks, at most ``limit`` in flight; returns the key actor (or None without a key)."""
     import ray
 
-    from veil import mapping
+    from veil.keys import service as mapping
 
     if not ray.is_initialized():
         if options.address:
@@ -971,7 +957,7 @@ def _run_on_ray(options, ctx, key, audit_key, all_shards, done, summary, progres
 
 
 def _ray_shard(ctx: ShardContext, number: int, entries: list[Entry], actor, audit_key: bytes) -> ShardResult:  # type: ignore[no-untyped-def]
-    from veil import mapping
+    from veil.keys import service as mapping
 
     def functions() -> KeyedFunctions | None:
         return mapping.worker_functions(actor) if actor is not None else None

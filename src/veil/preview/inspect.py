@@ -24,10 +24,10 @@ import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
+from veil.core.plan import Action, Plan, Rule
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KEY_SIZE, Key, KeyedFunctions
-from veil.plan import Action, Plan, Rule
-from veil.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
+from veil.recipes.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
 
 __all__ = [
     "DryRunSummary",

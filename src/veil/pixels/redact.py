@@ -29,9 +29,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
+from veil.core.plan import Inserted, Plan
 from veil.errors import MalformedDicom
-from veil.plan import Inserted, Plan
-from veil.recipe import PIXEL_MATCH_KEYS, PixelPolicy, PixelRule, load_pixel_rules, pixel_policy
+from veil.recipes.recipe import PIXEL_MATCH_KEYS, PixelPolicy, PixelRule, load_pixel_rules, pixel_policy
 
 __all__ = [
     "AT_RISK_MODALITIES",

@@ -58,11 +58,12 @@ from typing import Any
 
 import yaml
 
-from veil import __version__, dictionary
+from veil import __version__
+from veil.core import dictionary
+from veil.core.plan import DUMMY_VALUES, Action, Inserted, Plan, Rule
 from veil.errors import RecipeError
-from veil.freetext import CLEANABLE_VRS, clean_element
 from veil.keys import COUNTER_MAX_WIDTH, CounterFormat, counter_format
-from veil.plan import DUMMY_VALUES, Action, Inserted, Plan, Rule
+from veil.recipes.freetext import CLEANABLE_VRS, clean_element
 
 __all__ = [
     "ACTIONS",
@@ -542,10 +543,10 @@ class CompiledRecipe:
 
 
 def recipes_dir() -> Path:
-    """The directory of the shipped recipes (package data ``veil/recipes``). veil is never imported from a zip
+    """The directory of the shipped recipes (package data ``veil/recipes/shipped``). veil is never imported from a zip
     (its core is a compiled extension), so the folder beside this module is it; importlib.resources would
     cost every start 3 ms of imports for the same answer."""
-    return Path(__file__).resolve().parent / "recipes"
+    return Path(__file__).resolve().parent / "shipped"
 
 
 _PARSED: dict[tuple[str, int, int], _Layer] = {}
@@ -981,7 +982,7 @@ class _PixelSection:
 
 
 def pixel_rules_dir() -> Path:
-    """The shipped pixel rule library (package data ``veil/recipes/pixels``)."""
+    """The shipped pixel rule library (package data ``veil/recipes/shipped/pixels``)."""
     return recipes_dir() / "pixels"
 
 

@@ -1,0 +1,5 @@
+"""``python -m veil``: the ``veil`` program."""
+
+from veil.cli.main import entry
+
+entry()

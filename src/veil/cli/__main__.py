@@ -1,0 +1,5 @@
+"""``python -m veil.cli``: the ``veil`` program."""
+
+from veil.cli.main import entry
+
+entry()
