@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from veil import __version__
+from veil._version import __version__
 from veil.cli.proof import add_parsers as add_proof_parsers
 from veil.errors import KeyError_, RecipeError, VeilError
 

@@ -54,7 +54,7 @@ import zlib
 
 from isal import isal_zlib
 
-from veil import __version__ as _VEIL_VERSION
+from veil._version import __version__ as _VEIL_VERSION
 from veil.errors import MalformedDicom, PlanError
 from veil.core.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted
 

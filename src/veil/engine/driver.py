@@ -34,7 +34,7 @@ from typing import NamedTuple
 import blake3
 import numpy as np
 
-from veil import __version__
+from veil._version import __version__
 from veil.audit import store as audit
 from veil.core._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 from veil.errors import VeilError

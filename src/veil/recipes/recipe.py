@@ -58,7 +58,7 @@ from typing import Any
 
 import yaml
 
-from veil import __version__
+from veil._version import __version__
 from veil.core import dictionary
 from veil.core.plan import DUMMY_VALUES, Action, Inserted, Plan, Rule
 from veil.errors import RecipeError

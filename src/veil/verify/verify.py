@@ -78,7 +78,7 @@ import ahocorasick
 import pydicom
 from pydicom.dataset import Dataset
 
-from veil import __version__
+from veil._version import __version__
 from veil.core.plan import DUMMY_VALUES, STANDARD_UID_PREFIX, Action, Plan
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
