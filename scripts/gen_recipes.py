@@ -23,8 +23,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from pydicom.datadict import RepeatersDictionary  # noqa: E402
 
+from veil.core.dictionary import dictionary_entry  # noqa: E402
+from veil.recipes import parse_tag  # noqa: E402
 from veil.recipes.freetext import CLEANABLE_VRS  # noqa: E402
-from veil.recipes.recipe import dictionary_entry, parse_tag  # noqa: E402
 
 DEFAULT_STANDARD = ROOT.parent / "shared" / "standard"
 DEFAULT_OUT = ROOT / "src" / "veil" / "recipes"

@@ -19,6 +19,9 @@ Semantics, per element of a data set (top level and inside every item of every s
   the dictionary's VR (ambiguous VRs resolve to the first choice: ``US or SS`` -> US, ``OB or OW`` -> OB);
   private data elements read implicitly are ``UN``; private creators are ``LO``.
 
+:func:`explain_rule` is this lookup order in Python, with the step that chose each rule (``veil inspect`` shows
+it, ``veil verify`` uses it); :meth:`Plan.rule_for_public` shares its public part.
+
 Actions (UID, SHIFT and PSEUDO split the value on backslash and strip each component of leading and trailing
 spaces and NULs, AGE strips the whole value the same way; a value the Plan writes is padded to an even length with NUL for UI and binary VRs,
 with a space otherwise):
@@ -74,6 +77,8 @@ __all__ = [
     "clamp_age_value",
     "encode_inserted",
     "Inserted",
+    "RuleChoice",
+    "explain_rule",
 ]
 
 STANDARD_UID_PREFIX = "1.2.840.10008."
@@ -164,16 +169,21 @@ class Plan:
 
     def rule_for_public(self, tag: int, vr: str) -> Rule:
         """The rule for a public element (exact tag, then masks, then VR default, then default)."""
+        return self._public_lookup(tag, vr)[0]
+
+    def _public_lookup(self, tag: int, vr: str) -> tuple[Rule, str, tuple[int, int] | None]:
+        """The lookup order for a public element: (rule, which step chose it: "tag" | "mask" | "vr" |
+        "default", the (mask, value) of a mask rule)."""
         rule = self.tags.get(tag)
         if rule is not None:
-            return rule
+            return rule, "tag", None
         for mask, value, masked_rule in self.masks:
             if tag & mask == value:
-                return masked_rule
+                return masked_rule, "mask", (mask, value)
         action = self.vr_defaults.get(vr)
         if action is not None:
-            return Rule(action)
-        return Rule(self.default_public)
+            return Rule(action), "vr", None
+        return Rule(self.default_public), "default", None
 
     def rule_for_private(self, group: int, creator: str | None, element_byte: int) -> Rule:
         """The rule for a private data element of block ``creator`` in ``group``."""
@@ -188,6 +198,62 @@ class Plan:
         return any(
             g == group and c == creator and r.action != Action.REMOVE for (g, c, _), r in self.private.items()
         )
+
+
+# --- which rule chose the action: the lookup order above, with where each rule came from ------------------
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """The Plan's rule for one element and where it came from."""
+
+    rule: Rule
+    kind: str  # "tag" | "mask" | "vr" | "default" | "private" | "private creator" | "group length"
+    label: str  # e.g. "tag (0010,0010) PatientName", "mask (60xx,3000)", "VR default PN", "default public"
+
+
+def _mask_text(mask: int, value: int) -> str:
+    digits = []
+    for shift in range(28, -1, -4):
+        digits.append(f"{(value >> shift) & 0xF:X}" if (mask >> shift) & 0xF == 0xF else "x")
+    text = "".join(digits)
+    return f"({text[:4]},{text[4:]})"
+
+
+def explain_rule(plan: Plan, tag: int, vr: str, creator: str | None = None) -> RuleChoice:
+    """The rule the Plan applies to an element (the lookup order of the module docstring) and its source.
+
+    ``creator`` is the block's creator for a private data element, the element's own value for a private
+    creator, None otherwise.
+    """
+    group, element = tag >> 16, tag & 0xFFFF
+    if element == 0:
+        return RuleChoice(Rule(Action.REMOVE), "group length", "group length (always dropped, PS3.5 7.2)")
+    if group & 1:
+        if 0x0010 <= element <= 0x00FF:
+            if creator is not None and plan.keeps_creator(group, creator):
+                return RuleChoice(
+                    Rule(Action.KEEP), "private creator", f'private creator ({group:04X},"{creator}")'
+                )
+            return RuleChoice(Rule(plan.default_private), "default", "default private")
+        if element >> 8 >= 0x10 and creator is not None:
+            rule = plan.private.get((group, creator, element & 0xFF))
+            if rule is not None:
+                return RuleChoice(rule, "private", f'private ({group:04X},"{creator}",{element & 0xFF:02X})')
+        return RuleChoice(Rule(plan.default_private), "default", "default private")
+    rule, kind, masked = plan._public_lookup(tag, vr)
+    if kind == "tag":
+        # Imported here: the native core imports this module and never needs the dictionary's data.
+        from veil.core.dictionary import dictionary_entry
+
+        entry = dictionary_entry(tag)
+        keyword = f" {entry[1]}" if entry and entry[1] else ""
+        return RuleChoice(rule, "tag", f"tag ({group:04X},{element:04X}){keyword}")
+    if masked is not None:
+        return RuleChoice(rule, "mask", f"mask {_mask_text(*masked)}")
+    if kind == "vr":
+        return RuleChoice(rule, "vr", f"VR default {vr}")
+    return RuleChoice(rule, "default", "default public")
 
 
 def encode_inserted(element: Inserted, explicit: bool, little: bool) -> bytes:

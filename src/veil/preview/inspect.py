@@ -2,9 +2,10 @@
 
 "Before" comes from walking the input with pydicom, "after" from the real rewriter (:class:`Deidentifier`)
 read back with pydicom, the action from the rewriter's own record (``RewriteResult.touched()``), and the rule
-that chose it from the Plan's lookup order (``plan.py``): exact tag, mask, VR default, default; private
-creators and private blocks by creator. The same walk gives :func:`dry_run`, the summary behind
-``veil run --dry-run``: which rules fired how often, and which tags and private creators no rule names.
+that chose it from the Plan's lookup order (:func:`veil.core.plan.explain_rule`): exact tag, mask, VR
+default, default; private creators and private blocks by creator. The same walk gives :func:`dry_run`, the
+summary behind ``veil run --dry-run``: which rules fired how often, and which tags and private creators no
+rule names.
 
 Values are shown as they are (the operator's own preview on their own machine), cut to 64 characters.
 """
@@ -14,227 +15,33 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
-from veil.core.plan import Action, Plan, Rule
+from veil.core.dataset import Node, element_bytes, walk_dataset
+from veil.core.dictionary import dictionary_entry
+from veil.core.plan import Action, Plan, RuleChoice, explain_rule
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KEY_SIZE, Key, KeyedFunctions
-from veil.recipes.recipe import CompiledRecipe, Recipe, compile_recipe, dictionary_entry
+from veil.recipes import CompiledRecipe, Recipe, compile_recipe
 
 __all__ = [
     "DryRunSummary",
     "ElementRow",
     "Inspection",
-    "Node",
-    "RuleChoice",
     "display_value",
     "dry_run",
-    "explain_rule",
     "inspect_bytes",
     "inspect_file",
-    "plan_vr",
-    "walk_dataset",
 ]
 
 DISPLAY_LIMIT = 64
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-
-
-# --- walking a pydicom data set the way the Plan sees it ------------------------------------------------
-
-
-class Node:
-    """One element of a data set at any depth, with what the Plan needs to choose its rule."""
-
-    __slots__ = ("path", "tag", "vr", "depth", "dataset", "item", "creator", "sequence", "parent")
-
-    def __init__(
-        self,
-        path: str,
-        tag: int,
-        vr: str,
-        depth: int,
-        dataset: Dataset,
-        item: RawDataElement | DataElement,
-        creator: str | None,
-        sequence: bool,
-        parent: str,
-    ) -> None:
-        self.path = path  # "(0008,1140)[0](0008,1155)", the format of RewriteResult.touched()
-        self.tag = tag
-        self.vr = vr  # the VR the Plan looks up (see plan_vr)
-        self.depth = depth
-        self.dataset = dataset  # the data set (top level or item) holding the element
-        self.item = item  # as pydicom holds it: raw until converted
-        self.creator = creator  # private data element: its block's creator; private creator: its own value
-        self.sequence = sequence
-        self.parent = parent  # path of the enclosing sequence, "" at the top level
-
-    def __repr__(self) -> str:
-        return f"Node({self.path} {self.vr})"
-
-    @property
-    def keyword(self) -> str:
-        return _keyword(self.tag)
-
-    def element(self) -> DataElement:
-        """The element converted by pydicom (values decoded)."""
-        return self.dataset[self.tag]
-
-    def value_bytes(self) -> bytes:
-        """The value as stored (raw bytes where pydicom has not converted it), for byte-level comparison."""
-        return _item_bytes(self.item)
-
-
-@lru_cache(maxsize=8192)
-def _keyword(tag: int) -> str:
-    if tag >> 16 & 1:
-        return ""
-    entry = dictionary_entry(tag)
-    return entry[1] if entry else ""
-
-
-def element_bytes(ds: Dataset, tag: int) -> bytes:
-    """The raw value bytes of an element; a value pydicom already converted is re-encoded as text."""
-    return _item_bytes(ds.get_item(tag))
-
-
-def _item_bytes(item: RawDataElement | DataElement | None) -> bytes:
-    if item is None:
-        return b""
-    value = item.value
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if value is None:
-        return b""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
-    try:
-        return text.encode("latin-1")
-    except UnicodeEncodeError:
-        return text.encode("utf-8")
-
-
-@lru_cache(maxsize=16384)
-def plan_vr(tag: int, written: str | None) -> str:
-    """The VR the Plan sees: the explicit VR; for implicit data and explicit ``UN`` the dictionary's VR
-    (first choice of an ambiguous one: ``US or SS`` -> US); private creators LO, private data UN."""
-    if written and written != "UN" and " or " not in written:
-        return written
-    group, element = tag >> 16, tag & 0xFFFF
-    if group & 1:
-        if 0x0010 <= element <= 0x00FF:
-            return "LO"
-        return "UN"
-    if element == 0:
-        return "UL"
-    entry = dictionary_entry(tag)
-    if entry is None:
-        return written if written and " or " not in written else "UN"
-    return entry[0].split(" or ")[0].strip()
-
-
-def walk_dataset(ds: Dataset, prefix: str = "", depth: int = 0, parent: str = "") -> Iterator[Node]:
-    """Every element of ``ds`` in tag order, each sequence followed by its items' elements (depth first)."""
-    items = sorted(ds.items(), key=lambda kv: int(kv[0]))
-    creators: dict[tuple[int, int], str] = {}
-    for tag, item in items:
-        group, element = tag >> 16, tag & 0xFFFF
-        if group & 1 and 0x0010 <= element <= 0x00FF:
-            creators[(group, element)] = _item_bytes(item).rstrip(b" \x00").decode("latin-1")
-    for tag, item in items:
-        tag = int(tag)
-        group, element = tag >> 16, tag & 0xFFFF
-        written = item.VR
-        vr = plan_vr(tag, written)
-        creator: str | None = None
-        if group & 1:
-            if 0x0010 <= element <= 0x00FF:
-                creator = creators.get((group, element))
-            elif element >> 8 >= 0x10:
-                creator = creators.get((group, element >> 8))
-        sequence = False
-        if isinstance(item, DataElement):
-            sequence = item.VR == "SQ"
-        elif item.VR == "SQ" or (vr == "SQ" and item.VR in (None, "UN")) or item.length == _UNDEFINED_LENGTH:
-            try:
-                item = ds[tag]
-                sequence = item.VR == "SQ"
-            except Exception:  # a value pydicom cannot convert stays a leaf
-                sequence = False
-        if sequence:
-            vr = "SQ"
-        path = f"{prefix}({group:04X},{element:04X})"
-        yield Node(path, tag, vr, depth, ds, item, creator, sequence, parent)
-        if sequence:
-            for index, child in enumerate(item.value):
-                yield from walk_dataset(child, f"{path}[{index}]", depth + 1, path)
-
-
-# --- which rule chose the action -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RuleChoice:
-    """The Plan's rule for one element and where it came from."""
-
-    rule: Rule
-    kind: str  # "tag" | "mask" | "vr" | "default" | "private" | "private creator" | "group length"
-    label: str  # e.g. "tag (0010,0010) PatientName", "mask (60xx,3000)", "VR default PN", "default public"
-
-
-def _mask_text(mask: int, value: int) -> str:
-    digits = []
-    for shift in range(28, -1, -4):
-        digits.append(f"{(value >> shift) & 0xF:X}" if (mask >> shift) & 0xF == 0xF else "x")
-    text = "".join(digits)
-    return f"({text[:4]},{text[4:]})"
-
-
-def explain_rule(plan: Plan, tag: int, vr: str, creator: str | None = None) -> RuleChoice:
-    """The rule the Plan applies to an element (``plan.py`` lookup order) and its source.
-
-    ``creator`` is the block's creator for a private data element, the element's own value for a private
-    creator, None otherwise.
-    """
-    group, element = tag >> 16, tag & 0xFFFF
-    if element == 0:
-        return RuleChoice(Rule(Action.REMOVE), "group length", "group length (always dropped, PS3.5 7.2)")
-    if group & 1:
-        if 0x0010 <= element <= 0x00FF:
-            if creator is not None and plan.keeps_creator(group, creator):
-                return RuleChoice(
-                    Rule(Action.KEEP), "private creator", f'private creator ({group:04X},"{creator}")'
-                )
-            return RuleChoice(Rule(plan.default_private), "default", "default private")
-        if element >> 8 >= 0x10 and creator is not None:
-            rule = plan.private.get((group, creator, element & 0xFF))
-            if rule is not None:
-                return RuleChoice(rule, "private", f'private ({group:04X},"{creator}",{element & 0xFF:02X})')
-        return RuleChoice(Rule(plan.default_private), "default", "default private")
-    rule = plan.tags.get(tag)
-    if rule is not None:
-        entry = dictionary_entry(tag)
-        keyword = f" {entry[1]}" if entry and entry[1] else ""
-        return RuleChoice(rule, "tag", f"tag ({group:04X},{element:04X}){keyword}")
-    for mask, value, masked_rule in plan.masks:
-        if tag & mask == value:
-            return RuleChoice(masked_rule, "mask", f"mask {_mask_text(mask, value)}")
-    action = plan.vr_defaults.get(vr)
-    if action is not None:
-        return RuleChoice(Rule(action), "vr", f"VR default {vr}")
-    return RuleChoice(Rule(plan.default_public), "default", "default public")
 
 
 # --- showing values ---------------------------------------------------------------------------------------
@@ -415,8 +222,10 @@ def _effective(
         if node.sequence:
             inherited[node.path] = (action, label)
         return action, label, choice, False
-    action = touched.get(node.path)
-    if action is None:
+    recorded = touched.get(node.path)
+    if recorded is not None:
+        action = recorded
+    else:
         action = "RECURSE" if node.sequence and choice.rule.action == Action.RECURSE else "KEEP"
     if node.sequence and action != "RECURSE":
         how = "copied whole" if action == "KEEP" else "removed"

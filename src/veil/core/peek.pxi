@@ -1,0 +1,108 @@
+# Included by _core.pyx. peek: the identity and signature values at a file's top level, for the stages beside
+# the Rewriter (free-text cleaning, pixel rules, veil profile, veil peek), read by a TagReader.
+
+_PEEK_TAGS = {
+    0x00080005: "specific_character_set",
+    0x00080008: "image_type",
+    0x00080016: "sop_class_uid",
+    0x00080018: "sop_instance_uid",
+    0x00080020: "study_date",
+    0x00080050: "accession_number",
+    0x00080080: "institution_name",
+    0x00080090: "referring_physician_name",
+    0x00081010: "station_name",
+    0x00081050: "performing_physician_name",
+    0x00081070: "operators_name",
+    0x00101000: "other_patient_ids",
+    0x00200010: "study_id",
+    0x00080060: "modality",
+    0x00080070: "manufacturer",
+    0x00081090: "manufacturer_model_name",
+    0x00100010: "patient_name",
+    0x00100020: "patient_id",
+    0x00100030: "patient_birth_date",
+    0x00101040: "patient_address",
+    0x00102154: "patient_telephone_numbers",
+    0x00181020: "software_versions",
+    0x0020000D: "study_instance_uid",
+    0x0020000E: "series_instance_uid",
+    0x00200052: "frame_of_reference_uid",
+    0x00280010: "rows",
+    0x00280011: "columns",
+    0x00280301: "burned_in_annotation",
+}
+
+
+# The same tags as a C array, so the walk asks the dict only for elements it wants (no int boxing per element).
+cdef uint32_t _PEEK_ARRAY[32]
+cdef int _PEEK_N = len(_PEEK_TAGS)
+assert _PEEK_N <= 32
+for _i, _tag in enumerate(sorted(_PEEK_TAGS)):
+    _PEEK_ARRAY[_i] = _tag
+
+
+cdef inline bint _peek_wanted(uint32_t tag) noexcept:
+    cdef int i
+    for i in range(_PEEK_N):
+        if _PEEK_ARRAY[i] == tag:
+            return True
+    return False
+
+
+def peek(const uint8_t[::1] data not None, str path=""):
+    """The values later stages need, from a walk of the top level that stops after (0028,0301).
+
+    Returns a dict: transfer_syntax, patient_id, patient_name, patient_birth_date, patient_address,
+    patient_telephone_numbers, accession_number, institution_name, referring_physician_name, station_name
+    (held in memory only, for cleaning free text), study/series/sop instance UIDs, sop_class_uid,
+    frame_of_reference_uid, modality, manufacturer, manufacturer_model_name, software_versions, image_type,
+    rows, columns, burned_in_annotation, specific_character_set, study_date (strings stripped; rows and
+    columns as int or None). Raises MalformedDicom like ``Rewriter.rewrite``.
+    """
+    cdef TagReader walker
+    cdef Header h
+    cdef Py_ssize_t pos, end, vpos, vend
+    cdef bint explicit, little
+    cdef const uint8_t[::1] view
+    cdef Meta meta = _read_meta(data, path)
+    out = {name: None for name in _PEEK_TAGS.values()}
+    out["transfer_syntax"] = meta.transfer_syntax
+    walker = TagReader.__new__(TagReader)
+    walker.path = path
+    walker.base = 0
+    explicit = meta.explicit
+    little = meta.little
+    if meta.deflated:
+        buf = inflate(data[meta.dataset_offset:], path, meta.dataset_offset)
+        source = memoryview(buf)
+        pos = 0
+    else:
+        source = data
+        pos = meta.dataset_offset
+    view = source
+    if view.shape[0] == 0:
+        raise MalformedDicom(path, 0, "empty data set")
+    walker.buf = &view[0]
+    walker.n = view.shape[0]
+    end = walker.n
+    while pos < end:
+        if pos + 4 <= end and rdtag(walker.buf + pos, little) > 0x00280301:
+            break  # before reading the header: a header-only buffer may end inside the next value
+        walker._header(pos, end, explicit, little, &h)
+        if (h.tag >> 16) == 0xFFFE:
+            walker._fail(pos, "unexpected item tag in a data set")
+        vpos = pos + h.hdr
+        vend = walker._skip_value(vpos, end, &h, 0)
+        name = _PEEK_TAGS.get(h.tag) if _peek_wanted(h.tag) else None
+        if name is not None and not h.seq:
+            raw = bytes(view[vpos:vend])
+            if h.tag == 0x00280010 or h.tag == 0x00280011:
+                out[name] = rd16(&view[vpos], little) if vend - vpos >= 2 else None
+            else:
+                out[name] = raw.strip(b" \x00").decode("latin-1")
+        pos = vend
+    if not out["sop_class_uid"]:
+        out["sop_class_uid"] = meta.sop_class_uid or None
+    if not out["sop_instance_uid"]:
+        out["sop_instance_uid"] = meta.sop_instance_uid or None
+    return out
