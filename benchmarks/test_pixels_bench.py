@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veil.pixels.redact import PixelLayout, RedactionItem, frames_view, redact_batch
+from veil.pixels.layout import PixelLayout, frames_view
+from veil.pixels.redact import RedactionItem, redact_batch
 
 LAYOUT = PixelLayout(480, 640, 3, 8, number_of_frames=4)
 REGIONS = ((0, 0, 640, 48), (0, 440, 320, 40), (560, 60, 80, 120))

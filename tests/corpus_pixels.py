@@ -20,8 +20,9 @@ from conftest import CORPUS_ROOT, corpus_file_list
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
-from veil.pixels import redact as pixels
-from veil.recipes.recipe import compile_recipe, load_recipe
+from veil.pixels.policy import decide
+from veil.pixels.redact import Redaction
+from veil.recipes import compile_recipe, load_recipe
 
 TEST_KEY = Key(bytes(range(32)))
 
@@ -29,12 +30,12 @@ TEST_KEY = Key(bytes(range(32)))
 @dataclass(repr=False)
 class PixelCase:
     name: str
-    action: str  # what veil.pixels.redact.decide said: redact (a rule) or the at-risk policy (detect)
+    action: str  # what veil.pixels.policy.decide said: redact (a rule) or the at-risk policy (detect)
     rule: str  # the rule's name, or ''
     outcome: str  # "redacted" | "kept" | "quarantined"
     reason: str
     source: bytes
-    redaction: pixels.Redaction | None  # with the output file's bytes
+    redaction: Redaction | None  # with the output file's bytes
 
     def __repr__(self) -> str:
         return f"PixelCase({self.name!r}, {self.outcome})"
@@ -59,7 +60,7 @@ def research_pixel_cases() -> dict[str, PixelCase]:
             result = worker.rewrite(source, name)
         except MalformedDicom:
             continue  # refused by the core before any pixel work: test_differential.py's business
-        decision = pixels.decide(policy, info)
+        decision = decide(policy, info)
         if decision.action == "keep" or not info["rows"]:
             continue
         rule = decision.rule.name if decision.rule is not None else ""
@@ -86,7 +87,7 @@ def frames_of(data: bytes) -> np.ndarray:
     return array if array.ndim == 4 else array[..., None]
 
 
-def redacted_mask(redaction: pixels.Redaction, frames: int) -> np.ndarray:
+def redacted_mask(redaction: Redaction, frames: int) -> np.ndarray:
     """(frames, rows, columns): True where the record says pixels were blanked."""
     mask = np.zeros((frames, redaction.rows, redaction.columns), dtype=bool)
     if redaction.kept:

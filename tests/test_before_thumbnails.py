@@ -14,11 +14,11 @@ from PIL import Image
 
 from test_pixel_runs import LAYOUT, site_recipe
 from test_pixels import make_file, make_pixels
-from veil.audit import store as audit
+from veil import audit
 from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
 from veil.errors import AuditError, KeyError_
 from veil.keys import load_key
-from veil.pixels.redact import PixelLayout
+from veil.pixels.layout import PixelLayout
 
 RULE = "  at_risk: flag\n  rules:\n    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n"
 SHARD = "shard-00000000"

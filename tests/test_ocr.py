@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from veil.pixels import ocr
-from veil.pixels.redact import PixelLayout, redact_native
+from veil.pixels.layout import PixelLayout
+from veil.pixels.redact import redact_native
 
 pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr / pytesseract not installed")
 

@@ -8,9 +8,9 @@ import pydicom
 import pytest
 
 from test_pixels import make_file, make_pixels
-from veil.audit import store as audit
+from veil import audit
 from veil.cli.main import EXIT_OK, EXIT_QUARANTINED, main
-from veil.pixels.redact import PixelLayout
+from veil.pixels.layout import PixelLayout
 
 LAYOUT = PixelLayout(rows=32, columns=48, samples_per_pixel=1, bits_allocated=16)
 

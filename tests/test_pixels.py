@@ -22,23 +22,18 @@ from pydicom.uid import (
 
 from veil.core.plan import Plan
 from veil.errors import MalformedDicom, RecipeError
+from veil.pixels.layout import PixelLayout, frames_view
+from veil.pixels.policy import at_risk, decide, match_rule
 from veil.pixels.redact import (
     CLEAN_PIXEL_DATA_CODE,
-    PixelLayout,
-    PixelPolicy,
     RedactionItem,
-    at_risk,
     clean_pixel_plan,
-    decide,
-    frames_view,
-    load_pixel_rules,
-    match_rule,
     redact_batch,
     redact_file_bytes,
     redact_native,
     ultrasound_data_regions,
 )
-from veil.recipes.recipe import load_recipe
+from veil.recipes import PixelPolicy, load_pixel_rules, load_recipe
 
 # A tiny 3x5 bitmap font: enough to plant "text" whose pixels differ from the background.
 _GLYPHS = {
@@ -409,13 +404,37 @@ def test_a_lossy_input_keeps_its_lossy_history_in_a_lossless_output(output, synt
 def test_an_encoder_that_is_not_installed_makes_the_file_malformed_not_half_done(monkeypatch) -> None:
     """Where the encoder plugin is missing (pyjpegls not installed) the file is refused, never written
     uncompressed or left as it was without saying so."""
-    import veil.pixels.redact
+    from veil.pixels.codecs.jpegls import JpegLsEncoder
 
-    monkeypatch.setitem(veil.pixels.redact._ENCODINGS, "jpeg-ls", (JPEGLSLossless, "not-installed"))
+    monkeypatch.setattr(JpegLsEncoder, "plugin", "not-installed")
     layout = PixelLayout(16, 16, 1, 16)
     data = make_file(layout, make_pixels(layout), RLELossless)
     with pytest.raises(MalformedDicom, match="cannot encode JPEG-LS Lossless"):
         redact_file_bytes(data, [(0, 0, 4, 4)], output="jpeg-ls")
+
+
+def test_an_encoder_whose_library_is_missing_names_the_package_to_install(monkeypatch) -> None:
+    from veil.pixels.codecs.jpeg2000 import Jpeg2000Encoder
+
+    monkeypatch.setattr(Jpeg2000Encoder, "requires", (("pylibjpeg-openjpeg", "veil_test_no_such_module"),))
+    layout = PixelLayout(16, 16, 1, 16)
+    data = make_file(layout, make_pixels(layout), RLELossless)
+    with pytest.raises(MalformedDicom, match=r"cannot encode JPEG 2000 .*needs pylibjpeg-openjpeg"):
+        redact_file_bytes(data, [(0, 0, 4, 4)], output="jpeg2000")
+
+
+def test_each_output_has_a_codec_backend_writing_its_syntax() -> None:
+    from veil.pixels.codecs.base import OUTPUTS, encoder
+    from veil.recipes.pixelrules import _PIXEL_OUTPUT
+
+    syntaxes = {"rle": RLELossless, "jpeg-ls": JPEGLSLossless, "jpeg2000": "1.2.840.10008.1.2.4.90",
+                "uncompressed": ExplicitVRLittleEndian}
+    assert OUTPUTS == _PIXEL_OUTPUT and set(OUTPUTS) == set(syntaxes) and PixelPolicy().output in OUTPUTS
+    for name in OUTPUTS:
+        backend = encoder(name)
+        assert backend.output == name and backend.transfer_syntax == syntaxes[name] and not backend.missing()
+    with pytest.raises(ValueError, match="one of rle, jpeg-ls, jpeg2000, uncompressed"):
+        encoder("jpeg")
 
 
 def test_a_recipe_selects_the_lossless_output(tmp_path) -> None:
@@ -459,6 +478,6 @@ def test_native_ybr_full_422_is_expanded_exactly_and_blanked_black() -> None:
 
 def test_the_modalities_at_risk_are_those_veil_profile_reports() -> None:
     from veil.inventory.profile import BURNED_IN_MODALITIES
-    from veil.pixels.redact import AT_RISK_MODALITIES
+    from veil.pixels.policy import AT_RISK_MODALITIES
 
     assert AT_RISK_MODALITIES == BURNED_IN_MODALITIES

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -139,10 +140,10 @@ def detect_text(frames: np.ndarray, *, min_confidence: float = 30.0, scale: int 
     return boxes
 
 
-def detect_batch(images: Sequence[np.ndarray], *, workers: int | None = None, **kwargs: float) -> list[list[TextBox]]:
+def detect_batch(images: Sequence[np.ndarray], *, workers: int | None = None, **kwargs: Any) -> list[list[TextBox]]:
     """:func:`detect_text` over many images; with ``workers`` > 1 in that many processes."""
     if not workers or workers <= 1 or len(images) <= 1:
-        return [detect_text(image, **kwargs) for image in images]  # type: ignore[arg-type]
+        return [detect_text(image, **kwargs) for image in images]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(detect_text, image, **kwargs) for image in images]
         return [f.result() for f in futures]
