@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from veil.cli.proof import EXIT_FATAL, EXIT_OK, add_parsers
-from veil.core.plan import Action, Plan, Rule
+from veil.cli.main import EXIT_FATAL, EXIT_OK, add_parsers
+from veil.core.plan import Action, Plan, Rule, explain_rule
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
-from veil.preview.inspect import dry_run, explain_rule, inspect_bytes, inspect_file
-from veil.recipes.recipe import compile_recipe
-from veil.synth.archive import instance_bytes, write_archive
+from veil.preview.inspect import dry_run, inspect_bytes, inspect_file
+from veil.recipes import compile_recipe
+from veil.synth import instance_bytes, write_archive
 
 RESEARCH = compile_recipe("research")
 KEY = KeyedFunctions(Key(bytes(range(32))), **RESEARCH.key_parameters)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pydicom
 import pytest
 
-from veil.cli.proof import EXIT_OK, add_parsers
+from veil.cli.main import EXIT_OK, add_parsers
 from veil.inventory.profile import aggregate, profile_archive, profile_file
-from veil.synth.archive import IMPLICIT_VR_LITTLE_ENDIAN, instance_bytes, write_archive
+from veil.synth import IMPLICIT_VR_LITTLE_ENDIAN, instance_bytes, write_archive
 
 
 def run_proof(*argv: str) -> int:
@@ -121,7 +121,7 @@ def test_profile_on_a_pool_and_on_ray_equals_the_in_process_profile(tmp_path) ->
     import pyarrow.parquet as pq
 
     from veil.inventory.profile import profile_archive
-    from veil.synth.archive import write_archive
+    from veil.synth import write_archive
 
     src = tmp_path / "in"
     write_archive(src, patients=3, series_per_study=2, instances_per_series=100, seed=2)  # 600 files, 3 shards

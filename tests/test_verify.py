@@ -16,22 +16,19 @@ import pydicom
 import pytest
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from veil.cli.main import main
-from veil.cli.proof import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers
+from veil.cli.main import EXIT_FATAL, EXIT_FINDINGS, EXIT_OK, add_parsers, main
+from veil.core.part10 import ParseError, read_part10, walk_elements
 from veil.keys import KeyedFunctions, generate_key_file, load_key
-from veil.recipes.recipe import compile_recipe
-from veil.synth.archive import instance_bytes, write_archive
-from veil.verify.verify import (
+from veil.recipes import compile_recipe
+from veil.synth import instance_bytes, write_archive
+from veil.verify import (
     HIPAA_IDENTIFIERS,
     IdentifierSet,
     LeakScanner,
-    ParseError,
     inflated_copy,
     mask_value,
-    read_part10,
     scan_regions,
     verify,
-    walk_elements,
     write_report,
 )
 
@@ -211,11 +208,11 @@ def test_references_accounting_and_keys_are_checked(archive) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from veil.audit.store import input_digest
+    from veil.audit import input_digest
 
     # veil run names an input by the keyed digest of its relative path (32 hex digits of it).
     digest = input_digest(key, "p0002/s01/se02/i0002.dcm")[:32]
-    (broken / ".veil" / "audit").mkdir(parents=True)
+    (broken / ".veil" / "audit").mkdir(parents=True, exist_ok=True)  # deidentify writes the audit of veil run
     pq.write_table(
         pa.table(
             {"status": ["quarantined"], "reason": ["test"], "input_digest": [digest], "output_path": [""]}
@@ -542,8 +539,8 @@ def test_the_tag_walker_finds_the_elements_pydicom_finds_across_the_corpus() -> 
     import io
     import warnings
 
-    from veil.preview.inspect import walk_dataset
-    from veil.verify.verify import ParseError
+    from veil.core.dataset import walk_dataset
+    from veil.core.part10 import ParseError
 
     compared = 0
     for path in sorted(p for p in CORPUS.rglob("*") if p.is_file()):
@@ -573,7 +570,7 @@ def test_outputs_under_another_layout_pair_through_the_audit(archive) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from veil.audit.store import input_digest
+    from veil.audit import input_digest
 
     moved = copy_outputs(archive, "moved")
     key = load_key(archive["key"])
@@ -581,7 +578,7 @@ def test_outputs_under_another_layout_pair_through_the_audit(archive) -> None:
     new_rel = "2.25.1/2.25.2/2.25.3.dcm"
     (moved / new_rel).parent.mkdir(parents=True)
     (moved / rel).rename(moved / new_rel)
-    (moved / ".veil" / "audit").mkdir(parents=True)
+    (moved / ".veil" / "audit").mkdir(parents=True, exist_ok=True)  # deidentify writes the audit of veil run
     pq.write_table(
         pa.table(
             {
@@ -626,9 +623,9 @@ def test_patient_id_pseudonyms_are_checked_against_the_key(archive) -> None:
 
 
 def test_counter_pseudonyms_are_checked_against_the_reidentification_table(tmp_path) -> None:
-    from veil.engine.driver import RunOptions, run
-    from veil.keys.service import ReidTableError
-    from veil.recipes.recipe import compile_recipe, load_recipe
+    from veil.engine import RunOptions, run
+    from veil.keys.reid import ReidTableError
+    from veil.recipes import compile_recipe, load_recipe
 
     src, dst, table = tmp_path / "in", tmp_path / "out", tmp_path / "run.reid"
     write_archive(src, patients=3, series_per_study=1, instances_per_series=2, seed=4)
