@@ -38,12 +38,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from veil.synth.archive import write_archive
+from veil.synth import write_archive
 
 # Case (c) runs in a fresh interpreter so its peak RSS is the driver's and nothing else's.
 DRIVER_PROBE = r"""
 import json, resource, sys, time
-from veil.engine import driver as engine
+from veil import engine
 src, listing = sys.argv[1], sys.argv[2]
 def rss_kib():
     with open("/proc/self/status") as fh:

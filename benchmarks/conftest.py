@@ -6,7 +6,7 @@ import pytest
 
 from veil.core.plan import Action, Plan, Rule
 from veil.keys import Key, KeyedFunctions
-from veil.synth.archive import instance_bytes
+from veil.synth import instance_bytes
 
 # UID remapping, date shifting, pseudonyms, private blocks removed: the work a research recipe does.
 BENCH_PLAN = Plan(

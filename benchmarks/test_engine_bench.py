@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from veil.engine import driver as engine
-from veil.synth.archive import write_archive
+from veil import engine
+from veil.synth import write_archive
 
 ENTRIES = 100_000
 

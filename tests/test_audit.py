@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from veil.audit import store as audit
-from veil.audit.store import (
+from veil.audit import (
     ACTION_NAMES,
     AUDIT_COLUMNS,
     AUDIT_SCHEMA_VERSION,
@@ -30,6 +29,9 @@ from veil.audit.store import (
     write_manifest,
     write_shard,
 )
+from veil.audit import layout as audit_layout
+from veil.audit import pixelstore as audit_pixelstore
+from veil.audit import write as audit_write
 from veil.core.plan import Action
 from veil.keys import Key
 
@@ -233,7 +235,7 @@ def test_a_crash_before_rename_leaves_no_part_and_no_temporary(
     def crash(src: object, dst: object) -> None:
         raise OSError("simulated crash")
 
-    monkeypatch.setattr(audit.os, "replace", crash)
+    monkeypatch.setattr(audit_layout.os, "replace", crash)
     with pytest.raises(OSError, match="simulated"):
         write_shard(tmp_path, 5, [make_row(5, 0)])
     monkeypatch.undo()
@@ -335,7 +337,7 @@ def test_group_creation_race_opens_the_winners_group(tmp_path: Path, monkeypatch
         return real_open(store, **kwargs)
 
     monkeypatch.setattr(zarr, "open_group", lose_the_race)
-    group = audit._open_store_group(tmp_path / "store.zarr", {"veil.audit.schema": 1})
+    group = audit_pixelstore._open_store_group(tmp_path / "store.zarr", {"veil.audit.schema": 1})
     monkeypatch.undo()
     assert len(calls) == 2
     assert zarr.open_group(tmp_path / "store.zarr", mode="r").store_path == group.store_path
@@ -368,7 +370,7 @@ def test_action_arrays_are_what_zarr_itself_writes(tmp_path: Path, rows: int) ->
 def test_action_arrays_in_several_chunks_and_a_rewrite_leaves_no_stale_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit, "_ZARR_CHUNK_ROWS", 4)
+    monkeypatch.setattr(audit_write, "_ZARR_CHUNK_ROWS", 4)
     matrix = np.arange(10 * len(ACTION_NAMES), dtype=np.int32).reshape(10, len(ACTION_NAMES))
     write_shard(tmp_path, 0, [make_row(0, i) for i in range(10)], matrix=matrix)
     folder = tmp_path / ".veil" / "audit" / "actions.zarr" / "shard-00000000"
@@ -419,3 +421,39 @@ def test_a_replaced_row_is_validated_too() -> None:
         row._replace(input_digest="/home/patient/scan.dcm")
     with pytest.raises(ValueError, match="output_path"):
         row._replace(output_path="../outside.dcm")
+
+
+def test_a_row_is_made_from_a_file_outcome_written_or_refused() -> None:
+    """The one place a row comes from: every field of a written outcome lands in its column, the output path
+    relative to DST; a refused one records the listed size, no output and the reason."""
+    from veil.audit import RowContext, row_from_outcome
+    from veil.pipeline import FileOutcome
+
+    context = RowContext("run-1", 4, KEY.key_id, "basic", "1.0", "ab" * 32, "0.1.0", "/dst/")
+    counts = tuple(range(len(ACTION_NAMES)))
+    written = FileOutcome("/src/a.dcm", "/dst/p/a.dcm", "written", "", 1000, 900, "1.2.840.10008.5.1.4.1.1.2",
+                          "2.25.3", "2.25.1", "2.25.2", "CT", "1.2.840.10008.1.2.1", counts, 77, True)
+    row = row_from_outcome(written, context, "cd" * 16, 5)
+    assert row == AuditRow("run-1", 4, "cd" * 16, 1000, 900, "p/a.dcm", "1.2.840.10008.5.1.4.1.1.2", "CT", "2.25.1",
+                           "2.25.2", "2.25.3", KEY.key_id, "basic", "1.0", "ab" * 32, "0.1.0", counts, True,
+                           "written", "", 77)
+    refused = FileOutcome("/src/b.dcm", None, "quarantined", reason="not DICOM", microseconds=3)
+    row = row_from_outcome(refused, context, "ef" * 16, 123)
+    assert (row.input_bytes, row.output_bytes, row.output_path, row.status, row.reason, row.counts) == (
+        123, 0, "", "quarantined", "not DICOM", (0,) * len(ACTION_NAMES))
+
+
+def test_tallies_add_up_and_count_an_audit_the_same_way(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from veil.audit import Tally
+
+    rows = [make_row(0, i) for i in range(3)] + [make_row(0, 3, "quarantined", "not DICOM")]
+    write_shard(tmp_path, 0, rows)
+    read = Tally.of_audit(tmp_path)
+    assert (read.files, read.written, read.quarantined, read.reasons) == (4, 3, 1, {"not DICOM": 1})
+    assert read.input_bytes == sum(r.input_bytes for r in rows) and read.actions["KEEP"] == sum(r.counts[0] for r in rows)
+    one = Tally(2, 1, 0, 1, 10, 5, Counter({"x": 1}), Counter({"KEEP": 3}))
+    both = one + Tally(1, 1, 0, 0, 4, 4, Counter(), Counter({"KEEP": 1, "UID": 2}))
+    assert both == Tally(3, 2, 0, 1, 14, 9, Counter({"x": 1}), Counter({"KEEP": 4, "UID": 2}))
+    assert one.files == 2  # + makes a new tally

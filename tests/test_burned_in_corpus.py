@@ -107,7 +107,7 @@ def test_veil_run_records_the_redactions_in_the_audit(research_pixels, tmp_path)
     import shutil
 
     from conftest import CORPUS_ROOT
-    from veil.audit import store as audit
+    from veil import audit
     from veil.cli.main import EXIT_OK, main
 
     names = ["dwv/data/gdcm-CT-MONO2-8-abdo.dcm", "dcm4che/dcm4che-test-data/src/main/resources/YBR_422.dcm"]

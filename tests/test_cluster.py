@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from veil.audit import store as audit
+from veil import audit
 from veil.cli.main import EXIT_OK, main
-from veil.synth.archive import write_archive
+from veil.synth import write_archive
 
 CLUSTER_DIR = Path(__file__).resolve().parents[1] / "cluster"
 MARKER = "VEIL_TEST_RAY_CLUSTER"

@@ -15,17 +15,18 @@ import pydicom
 import pytest
 
 from killing import kill_mid_run
-from veil.audit import store as audit
+from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, main
-from veil.engine import driver as engine
+from veil.engine import local
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
 from veil.keys import service as mapping
+from veil.keys.reid import journal_dir, read_reid_table
 from veil.keys.server import KeyServiceManager
-from veil.keys.service import KeyService, journal_dir, read_reid_table
+from veil.keys.service import KeyService
 from veil.pipeline import CounterLookup, Deidentifier
-from veil.recipes.recipe import compile_recipe, load_recipe
-from veil.synth.archive import write_archive
+from veil.recipes import compile_recipe, load_recipe
+from veil.synth import write_archive
 
 KEY = Key(bytes(range(32)))
 RECIPE = Path(__file__).parent / "recipes" / "subject-counters.yml"
@@ -170,7 +171,7 @@ def test_a_worker_that_forgets_numbers_asks_again_for_all_of_a_shard(monkeypatch
 
 
 def _fork_context(monkeypatch) -> None:
-    monkeypatch.setattr(engine, "_pool_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(local, "_pool_context", lambda: multiprocessing.get_context("fork"))
 
 
 def test_pool_in_listing_order_writes_what_one_process_writes_with_one_call_per_shard(
@@ -201,7 +202,7 @@ def test_pool_in_listing_order_writes_what_one_process_writes_with_one_call_per_
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 def test_concurrent_pool_numbers_each_value_once(archive, compiled, tmp_path, monkeypatch, start_method) -> None:
-    monkeypatch.setattr(engine, "_pool_context", lambda: _context(start_method))
+    monkeypatch.setattr(local, "_pool_context", lambda: _context(start_method))
     summary = run(archive, tmp_path / "pool", compiled, shard_files=3, workers=2)
     assert summary.mode == "local-pool" and summary.written == 32 and summary.quarantined == 0
     one = run(archive, tmp_path / "one", compiled, shard_files=3)

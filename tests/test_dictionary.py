@@ -42,7 +42,7 @@ def test_repeating_groups_and_unknown_tags() -> None:
 
 
 def test_compiling_a_recipe_does_not_import_pydicom() -> None:
-    code = ("import sys; from veil.recipes.recipe import compile_recipe, load_recipe; "
+    code = ("import sys; from veil.recipes import compile_recipe, load_recipe; "
             "compile_recipe(load_recipe('ps3.15-basic')); compile_recipe(load_recipe('hipaa-safe-harbor')); "
             "print('pydicom' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,12 +15,12 @@ import pydicom
 import pytest
 
 from killing import kill_mid_run
-from veil.audit import store as audit
+from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
-from veil.engine import driver as engine
+from veil.engine import inline, local, sharding
 from veil.keys import Key
-from veil.recipes.recipe import compile_recipe, load_recipe
-from veil.synth.archive import write_archive
+from veil.recipes import compile_recipe, load_recipe
+from veil.synth import write_archive
 
 KEY = Key(bytes(range(32)))
 
@@ -188,10 +188,10 @@ def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path
             raise KeyboardInterrupt("driver killed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "process_shard", dies_on_the_fifth)
+    monkeypatch.setattr(inline, "process_shard", dies_on_the_fifth)
     with pytest.raises(KeyboardInterrupt):
         run(archive, tmp_path / "resumed", compiled, shard_files=3)
-    monkeypatch.setattr(engine, "process_shard", real)
+    monkeypatch.setattr(inline, "process_shard", real)
     assert len(audit.completed_shards(tmp_path / "resumed")) == 4
     summary = run(archive, tmp_path / "resumed", compiled, resume=True)
     assert summary.shards_resumed == 4 and summary.shards == 6
@@ -225,7 +225,7 @@ def test_a_small_job_on_several_workers_is_cut_into_about_eight_shards_each() ->
 def test_the_chosen_shard_size_is_kept_by_a_resume_on_other_workers(archive, compiled, tmp_path, monkeypatch) -> None:
     import shutil
 
-    monkeypatch.setattr(engine, "MIN_SHARD_FILES", 2)
+    monkeypatch.setattr(sharding, "MIN_SHARD_FILES", 2)
     whole = run(archive, tmp_path / "whole", compiled, workers=2)
     assert whole.shards == 15 and audit.read_manifest(tmp_path / "whole")["shard_files"] == 2  # 30 files / 16
     # As if the run had stopped before its last five shards: their parts and outputs gone.
@@ -249,7 +249,7 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
     outputs, one audit row per input, and a re-identification table with every row of an uninterrupted run."""
     from veil.keys import load_key
-    from veil.keys.service import journal_dir, read_reid_table
+    from veil.keys.reid import journal_dir, read_reid_table
 
     src = tmp_path / "in"
     write_archive(src, patients=20, series_per_study=2, instances_per_series=10, seed=9)  # 400 files
@@ -423,7 +423,7 @@ def test_local_pool_writes_what_one_process_writes(archive, tmp_path) -> None:
         a = audit.read_audit(tmp_path / name / "one", columns).sort_by("input_digest")
         b = audit.read_audit(tmp_path / name / "pool", columns).sort_by("input_digest")
         assert a.equals(b) and a.num_rows == 30
-        from veil.keys.service import read_reid_table
+        from veil.keys.reid import read_reid_table
 
         rows = read_reid_table(str(tmp_path / name / "pool.reid"), KEY.material)
         assert sorted(rows) == sorted(read_reid_table(str(tmp_path / name / "one.reid"), KEY.material))
@@ -442,9 +442,9 @@ def _dies_once(number, entries):  # type: ignore[no-untyped-def]
 def test_local_pool_survives_a_killed_worker(archive, compiled, tmp_path, monkeypatch) -> None:
     run(archive, tmp_path / "whole", compiled, shard_files=4)
     monkeypatch.setenv("VEIL_TEST_MARKER", str(tmp_path / "marker"))
-    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", engine._pool_shard, raising=False)
-    monkeypatch.setattr(engine, "_pool_shard", _dies_once)
-    monkeypatch.setattr(engine, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
+    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", local._pool_shard, raising=False)
+    monkeypatch.setattr(local, "_pool_shard", _dies_once)
+    monkeypatch.setattr(local, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
     summary = run(archive, tmp_path / "pool", compiled, shard_files=4, workers=2)
     assert (tmp_path / "marker").exists()  # a worker did die
     assert summary.written == 30 and summary.shards == 8
@@ -461,9 +461,9 @@ def _always_dies(number, entries):  # type: ignore[no-untyped-def]
 
 
 def test_local_pool_stops_on_a_shard_that_keeps_killing_its_worker(archive, compiled, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", engine._pool_shard, raising=False)
-    monkeypatch.setattr(engine, "_pool_shard", _always_dies)
-    monkeypatch.setattr(engine, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
+    monkeypatch.setattr(engine, "_REAL_POOL_SHARD", local._pool_shard, raising=False)
+    monkeypatch.setattr(local, "_pool_shard", _always_dies)
+    monkeypatch.setattr(local, "_pool_context", lambda: __import__("multiprocessing").get_context("fork"))
     with pytest.raises(engine.FatalRunError, match="shard 1: its worker process died on each of 3 tries"):
         run(archive, tmp_path / "pool", compiled, shard_files=4, workers=2)
 
@@ -502,3 +502,36 @@ def test_disk_full_on_a_real_filesystem(archive, small_filesystem, recipe_name, 
     for path in outputs:
         pydicom.dcmread(path)  # every output present is whole
     assert not list((small_filesystem / "out").rglob("*.veil-tmp"))
+
+
+def _sum_of_squares(number: int, values: list[int]) -> tuple[int, int]:
+    return number, sum(v * v for v in values)
+
+
+@pytest.mark.parametrize("kind", ["inline", "local"])
+def test_every_executor_runs_each_task_once_and_yields_its_result(kind) -> None:
+    """The executor contract: each task's function run on its arguments, every result yielded once (the
+    inline executor in task order), the listing pulled lazily, at most ``limit`` tasks in flight."""
+    import multiprocessing
+
+    pulled: list[int] = []
+
+    def tasks():  # type: ignore[no-untyped-def]
+        for n in range(12):
+            pulled.append(n)
+            yield n, list(range(n))
+
+    if kind == "inline":
+        executor = engine.InlineExecutor(_sum_of_squares)
+    else:
+        executor = engine.LocalPoolExecutor(_sum_of_squares, 2, context=multiprocessing.get_context("fork"),
+                                            max_in_flight=3)
+    with executor:
+        results = []
+        for result in executor.run(tasks()):
+            results.append(result)
+            in_flight = executor.in_flight
+            assert in_flight is None or in_flight <= 3
+            assert len(pulled) <= len(results) + (in_flight or 0) + 1
+    expected = [(n, sum(v * v for v in range(n))) for n in range(12)]
+    assert (results if kind == "inline" else sorted(results)) == expected

@@ -15,9 +15,9 @@ from pydicom.sequence import Sequence
 from veil.cli.main import main
 from veil.core.plan import Action
 from veil.keys import load_key
-from veil.recipes.recipe import compile_recipe
-from veil.synth.archive import write_archive
-from veil.verify.verify import verify
+from veil.recipes import compile_recipe
+from veil.synth import write_archive
+from veil.verify import verify
 
 HIPAA = compile_recipe("hipaa-safe-harbor")
 REL = "p0001/s01/se01/i0001.dcm"

@@ -15,7 +15,8 @@ import pytest
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
 from veil.core.plan import Action, Plan
-from veil.recipes.recipe import compile_recipe, dictionary_entry
+from veil.core.dictionary import dictionary_entry
+from veil.recipes import compile_recipe
 
 RECIPES = ("hipaa-safe-harbor", "research")
 TEXT_VRS = ("LO", "SH")

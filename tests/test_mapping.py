@@ -11,15 +11,9 @@ import pytest
 
 from veil.errors import KeyError_, VeilError
 from veil.keys import Key, KeyedFunctions
-from veil.keys.service import (
-    REID_MAGIC,
-    KeyService,
-    ReidTableError,
-    WorkerKeys,
-    functions_from_worker_keys,
-    read_reid_table,
-    worker_functions,
-)
+from veil.keys.actor import worker_functions
+from veil.keys.reid import REID_MAGIC, ReidTableError, read_reid_table
+from veil.keys.service import KeyService, WorkerKeys, functions_from_worker_keys
 
 MATERIAL = bytes(range(32))
 OTHER = bytes(range(1, 33))
@@ -227,7 +221,7 @@ def ray_session():
 
 
 def test_workers_get_their_keys_once_and_make_identical_uids(ray_session) -> None:
-    from veil.keys.service import get_or_create_actor
+    from veil.keys.actor import get_or_create_actor
 
     ray = ray_session
     actor = get_or_create_actor(MATERIAL, "P{hash:8}", (-30, -1), name="veil-keys-test")

@@ -18,7 +18,7 @@ from pydicom.uid import (
 from test_rewrite import DEID, KEY, encode, make_dataset
 from veil.core.plan import Action, Plan, Rule
 from veil.pipeline import Deidentifier
-from veil.synth.archive import instance_bytes
+from veil.synth import instance_bytes
 
 # DEID without its free-text callback is native: the core does the whole file.
 NATIVE = Plan(
@@ -212,7 +212,7 @@ _BASIC_WORKER: list[Deidentifier] = []
 def _basic_worker() -> Deidentifier:
     if not _BASIC_WORKER:
         from veil.keys import Key, KeyedFunctions
-        from veil.recipes.recipe import compile_recipe
+        from veil.recipes import compile_recipe
 
         compiled = compile_recipe("ps3.15-basic")
         _BASIC_WORKER.append(Deidentifier(compiled.plan, KeyedFunctions(Key(bytes(range(32))),

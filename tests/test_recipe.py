@@ -13,7 +13,7 @@ from veil.core.plan import Action, Plan, Rule
 from veil.errors import RecipeError
 from veil.keys import Key, KeyedFunctions
 from veil.recipes.freetext import clean_element, clean_text, file_identifiers
-from veil.recipes.recipe import (
+from veil.recipes import (
     Recipe,
     check_recipe,
     compile_recipe,
@@ -648,7 +648,7 @@ def test_the_files_own_names_are_removed_when_the_caller_sets_them():
 
 
 def test_outputs_are_marked_with_the_method_and_option_codes() -> None:
-    from veil.recipes.recipe import compile_recipe, load_recipe
+    from veil.recipes import compile_recipe, load_recipe
 
     inserted = {tag: (vr, value) for tag, vr, value in compile_recipe(load_recipe("research")).plan.insert}
     assert inserted[0x00120062] == ("CS", "YES")

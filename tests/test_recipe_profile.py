@@ -28,7 +28,8 @@ from veil.core.plan import (
     shift_date_value,
 )
 from veil.recipes.freetext import CLEANABLE_VRS, clean_element
-from veil.recipes.recipe import compile_recipe, dictionary_entry, load_recipe
+from veil.core.dictionary import dictionary_entry
+from veil.recipes import compile_recipe, load_recipe
 
 A = Action
 STANDARD = Path(__file__).resolve().parents[2] / "shared" / "standard"

@@ -49,7 +49,7 @@ from veil.core.plan import STANDARD_UID_PREFIX
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
-from veil.recipes.recipe import compile_recipe, load_recipe
+from veil.recipes import compile_recipe, load_recipe
 
 TEST_KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(32, 64)))

@@ -1,2 +1,75 @@
 """The audit of a run: the ``DST/.veil`` layout, the per-instance row schema, the Parquet and Zarr writers and
-readers, the sealed before-thumbnails and the one tally type."""
+readers, the sealed before-thumbnails and the one tally type. ``from veil import audit; audit.read_audit(dst)``."""
+
+from __future__ import annotations
+
+from veil.audit.layout import (
+    actions_path,
+    audit_dir,
+    manifest_path,
+    part_path,
+    pixels_path,
+    quarantine_dir,
+    sweep_temporaries,
+    veil_dir,
+)
+from veil.audit.pixelstore import (
+    BEFORE_THUMBNAIL_CONTEXT,
+    PixelRecord,
+    before_thumbnail_key,
+    read_pixel_records,
+    review_image,
+)
+from veil.audit.read import completed_shards, read_actions, read_audit, read_manifest
+from veil.audit.schema import (
+    ACTION_NAMES,
+    AUDIT_COLUMNS,
+    AUDIT_SCHEMA,
+    AUDIT_SCHEMA_VERSION,
+    STATUSES,
+    AuditRow,
+    RowContext,
+    counts_from_mapping,
+    counts_matrix,
+    input_digest,
+    row_from_outcome,
+)
+from veil.audit.tally import AuditSummary, Tally, format_summary, summarize
+from veil.audit.write import write_manifest, write_shard
+
+__all__ = [
+    "AUDIT_SCHEMA_VERSION",
+    "ACTION_NAMES",
+    "AUDIT_COLUMNS",
+    "AUDIT_SCHEMA",
+    "STATUSES",
+    "AuditRow",
+    "RowContext",
+    "row_from_outcome",
+    "AuditSummary",
+    "Tally",
+    "veil_dir",
+    "audit_dir",
+    "actions_path",
+    "part_path",
+    "manifest_path",
+    "quarantine_dir",
+    "input_digest",
+    "counts_from_mapping",
+    "write_shard",
+    "counts_matrix",
+    "sweep_temporaries",
+    "completed_shards",
+    "read_audit",
+    "read_actions",
+    "PixelRecord",
+    "pixels_path",
+    "BEFORE_THUMBNAIL_CONTEXT",
+    "before_thumbnail_key",
+    "read_pixel_records",
+    "review_image",
+    "write_manifest",
+    "read_manifest",
+    "summarize",
+    "format_summary",
+]

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from veil.core._core import peek
+from veil.core.dictionary import dictionary_entry
+from veil.core.part10 import ParseError, RawElement, read_part10, walk_elements
 from veil.errors import VeilError
-from veil.recipes.recipe import dictionary_entry
-from veil.verify.verify import ParseError, RawElement, read_part10, walk_elements
 
 __all__ = [
     "BURNED_IN_MODALITIES",
@@ -324,7 +324,7 @@ class _FileTable:
         self.writer.close()
 
 
-def _profile_shard(entries: list[Any]) -> tuple[ArchiveProfile, list[dict[str, Any]]]:
+def _profile_shard(number: int, entries: list[Any]) -> tuple[ArchiveProfile, list[dict[str, Any]]]:
     """One shard of ``veil run``'s listing profiled: the partial profile and its per-file records."""
     profile = ArchiveProfile()
     records = []
@@ -345,51 +345,6 @@ def _profile_shard(entries: list[Any]) -> tuple[ArchiveProfile, list[dict[str, A
     return profile, records
 
 
-def _profile_on_ray(src: str, workers: int, address: str | None) -> Iterator[tuple[ArchiveProfile, list[dict]]]:
-    """Shards of the same lazy listing ``veil run`` uses, as Ray tasks, a bounded number in flight."""
-    import ray
-
-    from veil.engine import driver as engine
-
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False, namespace="veil")
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False, namespace="veil")
-    task = ray.remote(_profile_shard).options(max_retries=3)
-    limit = 2 * max(1, int(ray.cluster_resources().get("CPU", workers)))
-    in_flight: list[Any] = []
-    for _, entries in engine.shards(engine.list_inputs(src), 256, 256 << 20):
-        if len(in_flight) >= limit:
-            ready, in_flight = ray.wait(in_flight, num_returns=1)
-            yield ray.get(ready[0])
-        in_flight.append(task.remote(entries))
-    while in_flight:
-        ready, in_flight = ray.wait(in_flight, num_returns=1)
-        yield ray.get(ready[0])
-
-
-def _profile_on_pool(src: str, workers: int) -> Iterator[tuple[ArchiveProfile, list[dict]]]:
-    """Shards of the same lazy listing on a process pool of this machine (as ``veil run --workers N``), at
-    most twice as many in flight as workers, results in the order they finish."""
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from veil.engine import driver as engine
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=engine._pool_context()) as pool:
-        in_flight: set[Any] = set()
-        for _, entries in engine.shards(engine.list_inputs(src), 256, 256 << 20):
-            if len(in_flight) >= 2 * workers:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-            in_flight.add(pool.submit(_profile_shard, entries))
-        while in_flight:
-            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-
-
 def profile_archive(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -400,27 +355,30 @@ def profile_archive(
 ) -> ArchiveProfile:
     """Profiles every file under ``src``: in this process, on a process pool of this machine (``workers`` >
     1), or on Ray (``ray``: a local Ray of ``workers``; ``address``: a cluster), the partial profiles merged;
-    with ``out``, writes the Parquet tables there."""
+    with ``out``, writes the Parquet tables there. The shards of ``veil run``'s lazy listing go through the
+    engine's executors, as a run's do."""
+    from veil.engine import Executor, InlineExecutor, LocalPoolExecutor, RayExecutor, list_inputs, shards
+
     root = Path(src)
     profile = ArchiveProfile()
     table = None
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
         table = _FileTable(Path(out) / "files.parquet")
-    if address or ray:
-        parts = _profile_on_ray(str(root), workers, address)
-    elif workers > 1:
-        parts = _profile_on_pool(str(root), workers)
-    else:
-        from veil.engine import driver as engine
-
-        parts = (_profile_shard(entries) for _, entries in engine.shards(engine.list_inputs(str(root)), 256, 256 << 20))
+    executor: Executor[tuple[ArchiveProfile, list[dict[str, Any]]]]
     try:
-        for partial, records in parts:
-            profile = profile.merge(partial)
-            if table is not None:
-                for record in records:
-                    table.add(record)
+        if address or ray:
+            executor = RayExecutor(_profile_shard, workers, address)
+        elif workers > 1:
+            executor = LocalPoolExecutor(_profile_shard, workers)
+        else:
+            executor = InlineExecutor(_profile_shard)
+        with executor:
+            for partial, records in executor.run(shards(list_inputs(str(root)), 256, 256 << 20)):
+                profile = profile.merge(partial)
+                if table is not None:
+                    for record in records:
+                        table.add(record)
     finally:
         if table is not None:
             table.close()

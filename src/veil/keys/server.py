@@ -1,5 +1,5 @@
-"""The run's :class:`~veil.mapping.KeyService` served to the processes of a local pool (``veil run --workers N``),
-which cannot call the driver's object: counter pseudonyms, one call per shard.
+"""The run's :class:`~veil.keys.service.KeyService` served to the processes of a local pool (``veil run
+--workers N``), which cannot call the driver's object: counter pseudonyms, one call per shard.
 
 A module of its own so that ``multiprocessing.managers`` is imported only by runs that number values.
 """
@@ -7,6 +7,8 @@ A module of its own so that ``multiprocessing.managers`` is imported only by run
 from __future__ import annotations
 
 from multiprocessing.managers import BaseManager
+
+__all__ = ["KeyServiceManager", "serve"]
 
 _SERVED: dict[str, object] = {}
 

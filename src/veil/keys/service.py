@@ -1,24 +1,10 @@
-"""The key/mapping service of a run: one named Ray actor that holds the project key, hands each worker process
-its derived sub-keys once, numbers counter-style pseudonyms, collects re-identification pairs and writes them
-encrypted, apart from the outputs.
+"""The key service of a run: it holds the project key, hands each worker process its derived sub-keys once, numbers
+counter-style pseudonyms and collects re-identification rows (sealed by :mod:`veil.keys.reid`).
 
-Everything here is a plain class or function; Ray is imported only where an actor is made or asked, so the
-service runs in a test or in-process without Ray. The master key never leaves the service: workers get
-:class:`WorkerKeys` (the ``uid``/``id``/``date``/``audit`` sub-keys) and build their
+A plain class, with no Ray: it runs in a test, in this process, behind the manager of a local pool
+(:mod:`veil.keys.server`) or as the run's Ray actor (:mod:`veil.keys.actor`). The master key never leaves the
+service: workers get :class:`WorkerKeys` (the ``uid``/``id``/``date``/``audit`` sub-keys) and build their
 :class:`~veil.keys.KeyedFunctions` from those.
-
-Re-identification table file (never inside the output tree)::
-
-    b"VEILREID" | version (1 byte) | key id (8 bytes) | nonce (12 bytes) | AES-256-GCM(JSON) + tag (16 bytes)
-
-The first 17 bytes are the associated data, so the header cannot be altered either. The AES key is
-``Key(material).subkey("reid-table")`` (BLAKE3 derive_key, context ``veil 2026-11 reid-table``). The JSON is
-``{"rows": [[kind, new, original], ...]}``, sorted; a value that is not UTF-8 is written as ``{"b64": ...}``.
-
-Journal: while a run goes on, each shard's rows are sealed the same way into ``TABLE.journal/shard-N.bin``
-(beside the table, so apart from SRC and DST too) *before* the shard's audit part marks it done; at the end of
-the run the table is rewritten as the union of the table already there, every journal part and the rows in
-memory, and the journal removed. So a run killed and resumed loses no row, and a table only grows.
 
 Counter pseudonyms (``SUBJ-{counter:6}``) are rows of kind ``pseudonym``: the numbers handed out in a call for a
 shard are sealed into ``TABLE.journal/shard-N.counters.bin`` before the call returns, so before any output
@@ -28,56 +14,39 @@ a value numbered before keeps its number, new values get numbers above the highe
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from veil.errors import KeyError_, VeilError
+from veil.errors import KeyError_
 from veil.keys import CounterFormat, Key, KeyedFunctions
+from veil.keys.reid import (
+    PathLike,
+    ReidSealer,
+    ReidTableError,
+    journal_dir,
+    normalise,
+    read_reid_table,
+    write_reid_part,
+    write_sealed,
+)
 
 __all__ = [
     "KeyService",
-    "ReidTableError",
     "WorkerKeys",
     "functions_from_worker_keys",
-    "get_or_create_actor",
-    "read_reid_table",
-    "ReidSealer",
-    "journal_dir",
-    "write_reid_part",
-    "worker_functions",
-    "REID_MAGIC",
-    "REID_VERSION",
     "COUNTER_KIND",
 ]
 
 logger = logging.getLogger(__name__)
 
-REID_MAGIC = b"VEILREID"
-REID_VERSION = 1
-_KEY_ID_SIZE = 8  # Key.key_id is 16 hex digits
-_HEADER_SIZE = len(REID_MAGIC) + 1 + _KEY_ID_SIZE
-_NONCE_SIZE = 12
-_TAG_SIZE = 16
 _WORKER_PURPOSES = ("uid", "id", "date", "audit")
 COUNTER_KIND = "pseudonym"  # the one numbering every counter pseudonym of a run shares
-
-PathLike = str | os.PathLike[str]
-
-
-class ReidTableError(VeilError):
-    """A re-identification table that cannot be written where asked, or read: not one, altered, damaged."""
 
 
 @dataclass(frozen=True)
@@ -127,42 +96,6 @@ class WorkerKeys:
         return out
 
 
-@dataclass(frozen=True)
-class ReidSealer:
-    """The one sub-key that seals re-identification journal parts (``reid-table``), for worker processes on
-    the driver's machine that write their shard's part themselves. It answers ``key_id`` and
-    ``subkey("reid-table")`` only."""
-
-    key_id: str
-    reid_key: bytes = field(repr=False)
-
-    def subkey(self, purpose: str) -> bytes:
-        if purpose != "reid-table":
-            raise KeyError_(f"a re-identification sealer holds no {purpose!r} sub-key")
-        return self.reid_key
-
-
-def journal_dir(table: PathLike) -> Path:
-    """``TABLE.journal``: the per-shard parts of a re-identification table still being written."""
-    target = Path(table)
-    return target.with_name(target.name + ".journal")
-
-
-def write_reid_part(journal: PathLike, shard: int, pairs: Sequence[tuple[str, bytes, bytes]],
-                    sealer: Key | ReidSealer, part: str = "") -> Path:
-    """Seals one shard's (kind, new, original) rows into ``journal/shard-N.bin`` (atomic, mode 0600); with
-    ``part``, into ``shard-N.PART.bin``, merged with the rows that part already holds (that needs the key)."""
-    folder = Path(journal)
-    folder.mkdir(mode=0o700, parents=False, exist_ok=True)
-    rows = {(kind, _normalise(new), _normalise(original)) for kind, new, original in pairs}
-    target = folder / (f"shard-{shard:08d}.{part}.bin" if part else f"shard-{shard:08d}.bin")
-    if part and target.exists():
-        # A shard run again (its worker died) may ask for fewer values: the part keeps every number given out.
-        rows.update((kind, new.encode("utf-8", "surrogateescape"), original.encode("utf-8", "surrogateescape"))
-                    for kind, new, original in read_reid_table(target, cast(Key, sealer)))
-    _write_atomic(target, _seal(sorted(rows), cast(Key, sealer)))
-    return target
-
 
 def functions_from_worker_keys(keys: WorkerKeys) -> KeyedFunctions:
     """The same ``KeyedFunctions`` as ``KeyedFunctions(Key(master), ...)``, built without the master key.
@@ -174,18 +107,11 @@ def functions_from_worker_keys(keys: WorkerKeys) -> KeyedFunctions:
     return KeyedFunctions(cast(Key, keys), **keys.key_parameters())
 
 
-def _normalise(value: bytes | str) -> bytes:
-    """The value as bytes, without DICOM padding: PS3.5 6.2 makes leading and trailing spaces of SH/LO
-    insignificant, and UI values are padded with NUL, so ``b"ABC "`` and ``b"ABC"`` are one identifier."""
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return raw.strip(b" \x00")
-
-
 class KeyService:
     """Holds the key of a run; serves worker keys, counter pseudonyms and the re-identification table.
 
-    A plain class, testable without Ray; :func:`get_or_create_actor` makes it the named actor of a run.
-    ``key_material`` may be ``None`` and given later with :meth:`load_key`: that is how the actor is made, so
+    A plain class, testable without Ray; :func:`veil.keys.actor.get_or_create_actor` makes it the named actor of
+    a run. ``key_material`` may be ``None`` and given later with :meth:`load_key`: that is how the actor is made, so
     the key never sits in Ray's actor-creation record (kept by the GCS, persisted where GCS fault tolerance is
     on) and an actor restarted by Ray comes back without a key, refusing work rather than starting an empty
     table.
@@ -194,8 +120,8 @@ class KeyService:
     merges them with the table already on disk, so a resumed run's table holds every row. Counter numbers are
     such rows too: :meth:`load_reid` reads the table and its journal back, and the numbering goes on from them.
 
-    It pickles (for the process that serves it to a local pool, :mod:`veil.engine`) with its key: never send
-    it anywhere but to a process of this machine and user.
+    It pickles (for the process that serves it to a local pool, :mod:`veil.engine.local`) with its key: never
+    send it anywhere but to a process of this machine and user.
     """
 
     def __init__(
@@ -281,7 +207,7 @@ class KeyService:
             for kind, new, original in pairs:
                 if not isinstance(kind, str) or not kind:
                     raise ValueError(f"re-identification kind must be a non-empty string, not {kind!r}")
-                self._add_row(kind, _normalise(new), _normalise(original))
+                self._add_row(kind, normalise(new), normalise(original))
             count = len(self._rows)
         if shard is not None and self._journal is not None and pairs:
             write_reid_part(self._journal, shard, pairs, key)
@@ -363,7 +289,7 @@ class KeyService:
             numbers = self._numbers(kind, fmt)
             out: list[bytes] = []
             for value in values:
-                original = _normalise(value)
+                original = normalise(value)
                 if not original:
                     out.append(b"")
                     continue
@@ -424,7 +350,7 @@ class KeyService:
                 self._add_row(kind, new.encode("utf-8", "surrogateescape"),
                               original.encode("utf-8", "surrogateescape"))
             rows = sorted(self._rows)
-        _write_atomic(target, _seal(rows, key))
+        write_sealed(target, rows, key)
         for part in parts:
             part.unlink()
         if journal.is_dir():
@@ -435,166 +361,3 @@ class KeyService:
             journal.rmdir()
         logger.info("re-identification table: %d rows written (key %s)", len(rows), key.key_id)
         return len(rows)
-
-
-def _encode_value(value: bytes) -> str | dict[str, str]:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return {"b64": base64.b64encode(value).decode("ascii")}
-
-
-def _decode_value(value: Any) -> str:
-    """A stored value as text; one that was not UTF-8 comes back with ``surrogateescape``, so
-    ``text.encode("utf-8", "surrogateescape")`` gives its exact bytes."""
-    if isinstance(value, str):
-        return value
-    return base64.b64decode(value["b64"], validate=True).decode("utf-8", "surrogateescape")
-
-
-def _header(key: Key) -> bytes:
-    return REID_MAGIC + bytes([REID_VERSION]) + bytes.fromhex(key.key_id)
-
-
-def _seal(rows: Sequence[tuple[str, bytes, bytes]], key: Key) -> bytes:
-    payload = json.dumps(
-        {"rows": [[kind, _encode_value(new), _encode_value(original)] for kind, new, original in rows]},
-        separators=(",", ":"),
-    ).encode("utf-8")
-    header = _header(key)
-    nonce = os.urandom(_NONCE_SIZE)
-    return header + nonce + AESGCM(key.subkey("reid-table")).encrypt(nonce, payload, header)
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    """tmp file (mode 0600, same directory) + fsync + rename, so a reader sees the old table or the new one."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise ReidTableError(f"{target}: cannot write the re-identification table: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ReidTableError(
-                f"{target}: cannot write the re-identification table: {exc.strerror}"
-            ) from None
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def read_reid_table(path: PathLike, key_material: bytes | Key) -> list[tuple[str, str, str]]:
-    """The rows (kind, new, original) of an encrypted re-identification table.
-
-    Raises ``KeyError_`` for a table written with another key, ``ReidTableError`` for a file that is not a
-    table, was altered or is damaged.
-    """
-    key = key_material if isinstance(key_material, Key) else Key(bytes(key_material))
-    try:
-        blob = Path(path).read_bytes()
-    except OSError as exc:
-        raise ReidTableError(f"{path}: cannot read the re-identification table: {exc.strerror}") from None
-    if blob[: len(REID_MAGIC)] != REID_MAGIC:
-        raise ReidTableError(f"{path}: not a veil re-identification table")
-    if len(blob) < _HEADER_SIZE + _NONCE_SIZE + _TAG_SIZE:
-        raise ReidTableError(f"{path}: re-identification table is truncated")
-    version = blob[len(REID_MAGIC)]
-    if version != REID_VERSION:
-        raise ReidTableError(
-            f"{path}: re-identification table format {version}; this veil reads {REID_VERSION}"
-        )
-    header, nonce = blob[:_HEADER_SIZE], blob[_HEADER_SIZE : _HEADER_SIZE + _NONCE_SIZE]
-    written_with = header[len(REID_MAGIC) + 1 :].hex()
-    if written_with != key.key_id:
-        raise KeyError_(f"{path}: re-identification table written with key {written_with}, not {key.key_id}")
-    try:
-        payload = AESGCM(key.subkey("reid-table")).decrypt(nonce, blob[_HEADER_SIZE + _NONCE_SIZE :], header)
-    except InvalidTag:
-        raise ReidTableError(
-            f"{path}: re-identification table fails authentication: altered or damaged"
-        ) from None
-    try:
-        rows = json.loads(payload)["rows"]
-        return [(str(kind), _decode_value(new), _decode_value(original)) for kind, new, original in rows]
-    except (ValueError, KeyError, TypeError) as exc:
-        # Authenticated but unreadable: written by something other than this module.
-        raise ReidTableError(f"{path}: re-identification table payload is malformed: {exc}") from None
-
-
-def get_or_create_actor(
-    key_material: bytes,
-    pseudonym_pattern: str | None,
-    shift_range: tuple[int, int] | None,
-    name: str = "veil-keys",
-    namespace: str = "veil",
-) -> Any:
-    """The run's named key-service actor, created on the driver's node if it does not exist yet.
-
-    The actor owns no CPU, lives as long as its owner (not detached), is never restarted, and is pinned to
-    this node so ``write_reid_table(path)`` writes on the machine that asked. The key goes to it by a method
-    call, not in its creation record. An actor of that name made with another key or other parameters is
-    refused (``KeyError_``).
-    """
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    expected = KeyService(key_material, pseudonym_pattern, shift_range).describe()  # validates locally first
-    actor = (
-        ray.remote(KeyService)
-        .options(
-            name=name,
-            namespace=namespace,
-            get_if_exists=True,
-            lifetime="non_detached",
-            num_cpus=0,
-            max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(
-                node_id=ray.get_runtime_context().get_node_id(), soft=False
-            ),
-        )
-        .remote(None, pseudonym_pattern, shift_range)
-    )
-    ray.get(actor.load_key.remote(key_material))
-    found = ray.get(actor.describe.remote())
-    if tuple(found) != expected:
-        raise KeyError_(
-            f"key service {namespace}/{name} was made for key {found[0]}, pattern {found[1]!r}, shift range "
-            f"{found[2]}; this run has key {expected[0]}, pattern {expected[1]!r}, shift range {expected[2]}"
-        )
-    return actor
-
-
-_worker_cache: dict[str, KeyedFunctions] = {}
-_worker_cache_lock = threading.Lock()
-
-
-def worker_functions(actor: Any) -> KeyedFunctions:
-    """This process's ``KeyedFunctions``, asked of the key-service actor once per process and cached.
-
-    Cached by actor id rather than name: a new actor under the same name (another run, another key) is asked
-    again. A plain :class:`KeyService` (in-process runs, tests) is accepted and asked directly.
-    """
-    if isinstance(actor, KeyService):
-        return functions_from_worker_keys(actor.worker_keys())
-    import ray
-
-    cache_key = actor._actor_id.hex()  # ActorHandle hashes and compares by this id too
-    with _worker_cache_lock:
-        functions = _worker_cache.get(cache_key)
-        if functions is None:
-            functions = _worker_cache[cache_key] = functions_from_worker_keys(
-                ray.get(actor.worker_keys.remote())
-            )
-        return functions

@@ -58,7 +58,7 @@ def verify(
     if reid_table is not None:
         if key is None:
             raise KeyError_("the re-identification table is read with the project key: give --key")
-        from veil.keys.service import read_reid_table
+        from veil.keys.reid import read_reid_table
 
         reid_rows = {(kind, new): original for kind, new, original in read_reid_table(reid_table, key)}
     report = VerifyReport(

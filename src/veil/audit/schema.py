@@ -1,0 +1,217 @@
+"""The audit row: its schema and version, the validated :class:`AuditRow`, and the one place a row is made from a
+file's outcome (:func:`row_from_outcome`).
+
+An audit proves what was done to each instance without itself leaking PHI: a row holds a keyed digest of the
+input path and the NEW (de-identified) identifiers only; the schema has no column for an original value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import blake3
+import numpy as np
+import pyarrow as pa
+
+from veil.core.plan import Action
+from veil.keys import Key
+
+if TYPE_CHECKING:  # the pipeline (and the native core) only where files are rewritten, not to read an audit
+    from veil.pipeline import FileOutcome
+
+__all__ = [
+    "AUDIT_SCHEMA_VERSION",
+    "SCHEMA_METADATA_KEY",
+    "ACTION_NAMES",
+    "AUDIT_COLUMNS",
+    "AUDIT_SCHEMA",
+    "STATUSES",
+    "AuditRow",
+    "RowContext",
+    "count_column",
+    "counts_from_mapping",
+    "counts_matrix",
+    "input_digest",
+    "row_from_outcome",
+]
+
+AUDIT_SCHEMA_VERSION: int = 1
+SCHEMA_METADATA_KEY = b"veil.audit.schema"
+ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
+STATUSES: tuple[str, ...] = ("written", "skipped", "quarantined")
+
+# A keyed BLAKE3 digest in hex (128 to 512 bits): anything else, a path for one, is refused.
+_DIGEST = re.compile(r"[0-9a-f]{32,128}")
+_NO_COUNTS: tuple[int, ...] = (0,) * len(ACTION_NAMES)
+
+
+def count_column(action: str) -> str:
+    """The Parquet column of one action's element count: ``count_keep``, ``count_remove``, ..."""
+    return f"count_{action.lower()}"
+
+
+# One Arrow field per AuditRow field, in order; ``counts`` becomes one int32 column per action.
+SCALAR_TYPES: dict[str, pa.DataType] = {
+    "run_id": pa.string(),
+    "shard": pa.int64(),
+    "input_digest": pa.string(),
+    "input_bytes": pa.int64(),
+    "output_bytes": pa.int64(),
+    "output_path": pa.string(),
+    "sop_class_uid": pa.string(),
+    "modality": pa.string(),
+    "study_instance_uid": pa.string(),
+    "series_instance_uid": pa.string(),
+    "sop_instance_uid": pa.string(),
+    "key_id": pa.string(),
+    "recipe_name": pa.string(),
+    "recipe_version": pa.string(),
+    "recipe_hash": pa.string(),
+    "veil_version": pa.string(),
+    "pixel_redaction": pa.bool_(),
+    "status": pa.string(),
+    "reason": pa.string(),
+    "microseconds": pa.int64(),
+}
+
+
+class _AuditRowFields(NamedTuple):
+    run_id: str
+    shard: int
+    input_digest: str  # keyed BLAKE3 hex of the input path (see input_digest())
+    input_bytes: int
+    output_bytes: int
+    output_path: str  # relative to DST; '' when nothing was written
+    sop_class_uid: str
+    modality: str
+    study_instance_uid: str  # the new UIDs, as written in the output
+    series_instance_uid: str
+    sop_instance_uid: str
+    key_id: str
+    recipe_name: str
+    recipe_version: str
+    recipe_hash: str
+    veil_version: str
+    counts: tuple[int, ...]  # elements per action, in ACTION_NAMES order
+    pixel_redaction: bool
+    status: str  # "written" | "skipped" | "quarantined"
+    reason: str
+    microseconds: int
+
+
+class AuditRow(_AuditRowFields):
+    """What was done to one input instance; identifiers are the NEW values, the input only a keyed digest.
+
+    Validated on construction (fail closed): the digest must be hex, ``output_path`` relative to DST, ``counts``
+    one per :data:`ACTION_NAMES`, ``status`` one of :data:`STATUSES`. An immutable named tuple rather than a
+    frozen dataclass: one is made per file, and this costs a third as much.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AuditRow:
+        self = super().__new__(cls, *args, **kwargs)
+        if len(self.counts) != len(ACTION_NAMES):
+            raise ValueError(f"counts has {len(self.counts)} values, expected one per action {ACTION_NAMES}")
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+        if not _DIGEST.fullmatch(self.input_digest):
+            raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
+        if self.shard < 0:
+            raise ValueError(f"shard must be >= 0, not {self.shard}")
+        out = self.output_path
+        # Cheap string tests first (this runs once per file); the path parse only for suspicious values.
+        if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
+            PurePosixPath(out).is_absolute()
+            or PureWindowsPath(out).is_absolute()
+            or ".." in PurePosixPath(out.replace("\\", "/")).parts
+        ):
+            raise ValueError("output_path must be relative to DST and stay inside it")
+        return self
+
+    # The named tuple's own ``_make`` skips ``__new__``: this one validates, so ``_replace`` does too.
+    @classmethod
+    def _make(cls, iterable: Any) -> AuditRow:  # type: ignore[override]
+        return cls(*iterable)
+
+
+AUDIT_COLUMNS: tuple[str, ...] = tuple(
+    col
+    for name in AuditRow._fields
+    for col in ((count_column(a) for a in ACTION_NAMES) if name == "counts" else (name,))
+)
+
+AUDIT_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(col, SCALAR_TYPES.get(col, pa.int32()), nullable=False) for col in AUDIT_COLUMNS],
+    metadata={SCHEMA_METADATA_KEY: str(AUDIT_SCHEMA_VERSION).encode()},
+)
+
+
+class RowContext(NamedTuple):
+    """What every row of one shard shares: the run, the shard, the key and recipe, and DST with a trailing
+    separator (output paths are recorded relative to it)."""
+
+    run_id: str
+    shard: int
+    key_id: str
+    recipe_name: str
+    recipe_version: str
+    recipe_hash: str
+    veil_version: str
+    dst_prefix: str
+
+
+def row_from_outcome(outcome: FileOutcome, context: RowContext, digest: str, listed_bytes: int = 0) -> AuditRow:
+    """The audit row of one file's outcome, written or refused: the one place a row is made.
+
+    ``digest`` is the keyed digest of the input's path relative to SRC (:func:`input_digest`); ``listed_bytes``
+    the input's size as listed, recorded when the outcome has none (a file refused before it was read). The
+    output path is recorded relative to DST."""
+    run_id, shard, key_id, recipe_name, recipe_version, recipe_hash, veil_version, prefix = context
+    # One unpacking rather than a dozen attribute reads: this runs once per file. FileOutcome's field order.
+    (_, destination, status, reason, input_bytes, output_bytes, sop_class_uid, sop_instance_uid, study_instance_uid,
+     series_instance_uid, modality, _, counts_row, microseconds, pixel_redaction, _, _) = outcome
+    if not destination:
+        output_path = ""
+    elif destination.startswith(prefix):
+        output_path = destination[len(prefix):]
+    else:
+        output_path = os.path.relpath(destination, prefix)
+    return AuditRow(run_id, shard, digest, input_bytes or listed_bytes, output_bytes, output_path, sop_class_uid,
+                    modality, study_instance_uid, series_instance_uid, sop_instance_uid, key_id, recipe_name,
+                    recipe_version, recipe_hash, veil_version, counts_row or _NO_COUNTS, pixel_redaction, status,
+                    reason, microseconds)
+
+
+def input_digest(key: Key | bytes, path: str | bytes | os.PathLike[str]) -> str:
+    """The keyed BLAKE3 hex digest of an input path (the ``audit`` sub-key), so the audit names no file.
+
+    ``key`` is the project key, or a run's audit key itself (:func:`veil.engine.audit_key`: a keyless run's is
+    derived from its run id). Pass the path relative to the source root: the digest is then the same whatever
+    the mount point.
+    """
+    raw = os.fsencode(path)
+    return blake3.blake3(raw, key=key if isinstance(key, bytes) else key.subkey("audit")).hexdigest()
+
+
+def counts_from_mapping(counts: Mapping[str, int]) -> tuple[int, ...]:
+    """The core's ``{action name: count}`` as a tuple in :data:`ACTION_NAMES` order; unknown names refused."""
+    unknown = set(counts) - set(ACTION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown action names in counts: {sorted(unknown)}")
+    return tuple(int(counts.get(name, 0)) for name in ACTION_NAMES)
+
+
+def counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:
+    """The rows' action counts as int32 (rows x actions), checked to fit."""
+    n_actions = len(ACTION_NAMES)
+    if not rows:
+        return np.zeros((0, n_actions), dtype=np.int32)
+    wide = np.asarray([r.counts for r in rows], dtype=np.int64).reshape(len(rows), n_actions)
+    if wide.size and (wide.min() < 0 or wide.max() > np.iinfo(np.int32).max):
+        raise ValueError("action counts must be in 0 .. 2**31-1")
+    return wide.astype(np.int32)

@@ -1,0 +1,148 @@
+"""Writing a shard's audit (its action-count Zarr array, its pixel records, then its Parquet part, last) and the
+run manifest, each atomically, so a resumed run skips exactly the shards whose part is there."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from veil.audit.layout import (
+    actions_path,
+    array_name,
+    atomic_file,
+    fsync_dir,
+    manifest_path,
+    part_path,
+    write_json_atomically,
+)
+from veil.audit.pixelstore import PixelRecord, write_pixels
+from veil.audit.schema import (
+    ACTION_NAMES,
+    AUDIT_SCHEMA,
+    AUDIT_SCHEMA_VERSION,
+    SCALAR_TYPES,
+    AuditRow,
+    counts_matrix,
+)
+
+__all__ = ["write_shard", "write_manifest"]
+
+log = logging.getLogger(__name__)
+
+_ZARR_CHUNK_ROWS = 65536
+
+
+def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
+    """The rows as an Arrow table. The count columns come from ``matrix`` (checked by :func:`counts_matrix`),
+    converted from Python lists: pyarrow's first conversion from numpy costs a worker process 7-10 ms."""
+    columns: list[pa.Array] = []
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(AuditRow._fields)
+    for name, column in zip(AuditRow._fields, values, strict=True):
+        if name == "counts":
+            counts = matrix.T.tolist() if len(rows) else [[]] * len(ACTION_NAMES)
+            columns.extend(pa.array(counts[i], type=pa.int32()) for i in range(len(ACTION_NAMES)))
+        else:
+            columns.append(pa.array(column, type=SCALAR_TYPES[name]))
+    return pa.Table.from_arrays(columns, schema=AUDIT_SCHEMA)
+
+
+# The action-count arrays are written here rather than through the zarr package: importing zarr costs a worker
+# process 120-200 ms (asyncio, its codec registry), more than the whole shard it would record in a short run.
+# What is written is an ordinary Zarr v3 array, the one ``zarr.create_array`` makes for these arguments (regular
+# chunks, "bytes" little-endian then "zstd" level 0 without checksum): zarr reads it, and the tests compare it
+# with zarr's own output. Readers (``veil audit``, :func:`~veil.audit.read.read_actions`) use zarr.
+_ZARR_GROUP_META = {"zarr_format": 3, "node_type": "group",
+                    "attributes": {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "actions": list(ACTION_NAMES)}}
+
+
+def _zarr_array_meta(shape: tuple[int, int], chunks: tuple[int, int], attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "shape": list(shape),
+        "data_type": "int32",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}},
+                   {"name": "zstd", "configuration": {"level": 0, "checksum": False}}],
+        "attributes": attributes,
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
+
+
+def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
+    """The shard's ``actions.zarr`` array (rows x actions, int32), replacing any earlier attempt's: chunks
+    first, its ``zarr.json`` last, all fsynced before the caller writes the Parquet part."""
+    import shutil
+
+    store = actions_path(dst)
+    if not (store / "zarr.json").exists():
+        # Two workers creating it at once write the same document; the last rename wins, whole.
+        write_json_atomically(store / "zarr.json", _ZARR_GROUP_META)
+    folder = store / array_name(shard)
+    if folder.exists():
+        shutil.rmtree(folder)  # as zarr's overwrite=True: no chunk of an earlier shape survives
+    rows, width = matrix.shape
+    chunk_rows = max(1, min(rows, _ZARR_CHUNK_ROWS))
+    data = np.ascontiguousarray(matrix, dtype="<i4")
+    for index, start in enumerate(range(0, rows, chunk_rows)):
+        chunk = data[start:start + chunk_rows]
+        if chunk.shape[0] < chunk_rows:  # an edge chunk is stored whole, padded with the fill value
+            chunk = np.concatenate([chunk, np.zeros((chunk_rows - chunk.shape[0], width), "<i4")])
+        with atomic_file(folder / "c" / str(index) / "0") as fh:
+            fh.write(pa.compress(chunk.tobytes(), codec="zstd", asbytes=True))
+    attributes = {"veil.audit.schema": AUDIT_SCHEMA_VERSION, "shard": shard, "actions": list(ACTION_NAMES)}
+    write_json_atomically(folder / "zarr.json", _zarr_array_meta((rows, width), (chunk_rows, width), attributes))
+    if rows:
+        fsync_dir(folder / "c")
+    fsync_dir(folder)
+
+
+def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = (),
+                before_key: bytes | None = None, *, matrix: np.ndarray | None = None) -> Path:
+    """Writes one shard's audit: its Zarr action-count array and pixel records, then its Parquet part
+    (atomically, last, since the part's presence is what marks the shard complete). Rewriting a shard replaces
+    all of them. Before-thumbnails are sealed with ``before_key``
+    (:func:`~veil.audit.pixelstore.before_thumbnail_key` of the audit sub-key of a project key), and stored
+    not at all without one. Returns the part."""
+    dst = Path(dst)
+    if shard < 0:
+        raise ValueError(f"shard must be >= 0, not {shard}")
+    strays = {r.shard for r in rows} - {shard}
+    if strays:
+        raise ValueError(f"rows for shard(s) {sorted(strays)} passed to write_shard({shard})")
+    for record in pixel_records:
+        if not 0 <= record.row < len(rows) or not rows[record.row].pixel_redaction:
+            raise ValueError(f"pixel record for row {record.row}: no such row with pixel_redaction in shard {shard}")
+    if matrix is None or matrix.shape != (len(rows), len(ACTION_NAMES)):
+        matrix = counts_matrix(rows)  # ``matrix``: the rows' own counts_matrix, when the caller has it
+    table = _table(rows, matrix)
+    _write_actions(dst, shard, matrix)
+    write_pixels(dst, shard, pixel_records, rows, before_key)
+    final = part_path(dst, shard)
+    with atomic_file(final) as fh:
+        # No dictionary encoding: digests and UIDs are unique per row, and zstd shrinks the repeated columns
+        # (run, recipe, key) better without it; a third faster to write, and smaller.
+        pq.write_table(table, fh, compression="zstd", use_dictionary=False)
+    log.debug("audit shard %d: %d rows", shard, len(rows))
+    return final
+
+
+def write_manifest(dst: Path | str, manifest: dict[str, Any]) -> Path:
+    """Writes ``DST/.veil/manifest.json`` atomically with sorted keys; adds ``audit_schema_version`` when the
+    caller did not set it. Values must be JSON (nothing is stringified behind the caller's back)."""
+    content = dict(manifest)
+    content.setdefault("audit_schema_version", AUDIT_SCHEMA_VERSION)
+    text = json.dumps(content, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    final = manifest_path(dst)
+    with atomic_file(final) as fh:
+        fh.write(text.encode("utf-8"))
+    return final

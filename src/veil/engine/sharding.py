@@ -1,0 +1,255 @@
+"""Shards: how a listing is cut (:func:`choose_shard_files`, :func:`shards`) and the one shard function every
+executor runs (:func:`process_shard`): each file through the pipeline, its audit row, quarantine copies, then
+the shard's audit part, last."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import blake3
+import numpy as np
+
+from veil._version import __version__
+from veil.audit import (
+    ACTION_NAMES,
+    AuditRow,
+    PixelRecord,
+    RowContext,
+    Tally,
+    before_thumbnail_key,
+    counts_matrix,
+    quarantine_dir,
+    row_from_outcome,
+    write_shard,
+)
+from veil.engine.executor import FatalRunError
+from veil.engine.listing import Entry
+from veil.keys import KeyedFunctions
+from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
+from veil.recipes import CompiledRecipe
+
+__all__ = [
+    "SHARD_FILES",
+    "MIN_SHARD_FILES",
+    "SHARDS_PER_WORKER",
+    "ShardContext",
+    "ShardResult",
+    "NumberSource",
+    "choose_shard_files",
+    "shards",
+    "process_shard",
+    "service_numbers",
+]
+
+SHARD_FILES = 1024  # files per shard, unless the job is small (see choose_shard_files)
+MIN_SHARD_FILES = 64
+SHARDS_PER_WORKER = 8
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What every shard task needs; shipped once per run (``ray.put``), never the master key."""
+
+    run_id: str
+    dst: str
+    layout: str
+    plan_recipe: CompiledRecipe
+    quarantine_copy: bool
+    reid: bool
+    key_id: str
+
+
+class ShardResult(NamedTuple):
+    """What one shard did (its :class:`~veil.audit.Tally`) and the machine that did it."""
+
+    shard: int
+    tally: Tally
+    host: str = ""
+
+
+def choose_shard_files(entries: Iterator[Entry], workers: int) -> tuple[int, Iterator[Entry]]:
+    """Files per shard for a run that was given none, and the entries to run (the same, looked ahead).
+
+    A job that the listing shows to be small (it ends within two full shards per worker) is cut into about
+    :data:`SHARDS_PER_WORKER` shards per worker, of :data:`MIN_SHARD_FILES` files at least: with shards of the
+    full size, 2,000 files on 2 workers are two shards, and the worker whose shard holds the slow files (a
+    deflated data set is recompressed) finishes long after the other. Larger jobs, or one worker, keep
+    :data:`SHARD_FILES`. The choice is written to the manifest, so a resumed run cuts the same shards.
+    """
+    if workers <= 1:
+        return SHARD_FILES, entries
+    horizon = min(2 * workers * SHARD_FILES, 16_384)
+    head = list(itertools.islice(entries, horizon))
+    if len(head) >= horizon:
+        return SHARD_FILES, itertools.chain(head, entries)
+    per_shard = -(-len(head) // (SHARDS_PER_WORKER * workers))
+    return max(MIN_SHARD_FILES, min(SHARD_FILES, per_shard)), iter(head)
+
+
+def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, list[Entry]]]:
+    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs)."""
+    batch: list[Entry] = []
+    size = 0
+    number = 0
+    for entry in entries:
+        batch.append(entry)
+        size += entry.size
+        if len(batch) >= max_files or size >= max_bytes:
+            yield number, batch
+            number += 1
+            batch, size = [], 0
+    if batch:
+        yield number, batch
+
+
+# --- the shard function (runs in this process, in a pool process or as a Ray task) -------------------------
+
+_WORKERS: dict[str, Deidentifier] = {}
+
+
+def _deidentifier(ctx: ShardContext, functions_source: Callable[[], KeyedFunctions | None]) -> Deidentifier:
+    worker = _WORKERS.get(ctx.run_id)
+    if worker is None:
+        _WORKERS.clear()
+        # Counter pseudonyms: the numbers this worker was handed, looked up (never a keyed hash instead).
+        lookup = CounterLookup() if ctx.plan_recipe.counter is not None else None
+        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels, lookup)
+        _WORKERS[ctx.run_id] = worker
+    return worker
+
+
+# (shard, values) -> their counter pseudonyms, from the run's key service: one call per shard.
+NumberSource = Callable[[int, list[bytes]], list[bytes]]
+
+
+def service_numbers(service: Any, counter: Any) -> NumberSource:
+    """Counter pseudonyms from a :class:`~veil.keys.service.KeyService`, or a proxy of one (a pool process):
+    one call per shard, for the values ``counter`` (the recipe's counter format) numbers."""
+    from veil.keys.service import COUNTER_KIND
+
+    def numbers(shard: int, values: list[bytes]) -> list[bytes]:
+        result: list[bytes] = service.counter_pseudonyms(COUNTER_KIND, values, counter.prefix, counter.width,
+                                                         counter.suffix, shard)
+        return result
+
+    return numbers
+
+
+def _number_values(worker: Deidentifier, shard: int, entries: list[Entry], number_source: NumberSource | None) -> None:
+    """Before a shard is rewritten: the values its files will pseudonymise that this worker has no number for
+    yet, numbered by the key service in one call (which journals them before it answers)."""
+    lookup = worker.pseudonyms
+    if not isinstance(lookup, CounterLookup):
+        raise FatalRunError("counter pseudonyms need a worker built for them")
+    if number_source is None:
+        raise FatalRunError("counter pseudonyms need the run's key service")
+    unknown = lookup.unknown(worker.pseudonym_values(entry.path for entry in entries if not entry.error))
+    if unknown:
+        lookup.add(unknown, list(number_source(shard, unknown)))
+
+
+def process_shard(
+    ctx: ShardContext,
+    shard: int,
+    entries: list[Entry],
+    functions_source: Callable[[], KeyedFunctions | None],
+    audit_key: bytes,
+    reid_sink: Callable[[int, list[tuple[str, bytes, bytes]]], object] | None = None,
+    number_source: NumberSource | None = None,
+) -> ShardResult:
+    """De-identifies one shard's files and writes its audit part (last: its presence marks completion).
+
+    Each file goes through :meth:`~veil.pipeline.Deidentifier.process` (which chooses the native or the Python
+    path) and its row is made from the outcome by :func:`~veil.audit.row_from_outcome`. With counter
+    pseudonyms, ``number_source`` numbers the shard's new values first (one call)."""
+    worker = _deidentifier(ctx, functions_source)
+    if ctx.plan_recipe.counter is not None:
+        _number_values(worker, shard, entries, number_source)
+    dst = ctx.dst
+    rows: list[AuditRow] = []
+    pixel_records: list[PixelRecord] = []
+    reasons: Counter[str] = Counter()
+    reid: list[tuple[str, bytes, bytes]] = []
+    written = quarantined = input_bytes = output_bytes = 0
+    recipe = ctx.plan_recipe.recipe
+    prefix = dst.rstrip(os.sep) + os.sep
+    row_context = RowContext(ctx.run_id, shard, ctx.key_id, recipe.name, recipe.version, recipe.content_hash,
+                             __version__, prefix)
+    want_reid = ctx.reid
+    by_study = _by_study(dst) if ctx.layout != "mirror" else None
+    process = worker.process
+    keyed = blake3.blake3(key=audit_key)
+    for entry in entries:
+        # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
+        hasher = keyed.copy()
+        hasher.update(os.fsencode(entry.rel))
+        digest = hasher.hexdigest()
+        if entry.error:
+            outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
+        else:
+            outcome = process(entry.path, prefix + entry.rel if by_study is None else by_study, reid=want_reid)
+        if outcome.status == "written":
+            written += 1
+            input_bytes += outcome.input_bytes
+            output_bytes += outcome.output_bytes
+            if outcome.reid_pairs:
+                reid.extend(outcome.reid_pairs)
+        else:
+            quarantined += 1
+            reasons[outcome.reason] += 1
+            if ctx.quarantine_copy and not entry.error:
+                _quarantine(dst, entry, digest, outcome.reason)
+        if outcome.pixel_record is not None:
+            pixel_records.append(PixelRecord.from_redaction(len(rows), outcome.pixel_record))
+        rows.append(row_from_outcome(outcome, row_context, digest, entry.size))
+    if reid and reid_sink is not None:
+        reid_sink(shard, reid)  # journaled before the audit part marks the shard done
+    # Before-thumbnails carry the burned-in text: sealed under a key derived from the audit sub-key when that
+    # comes from the project key (key_id set); a keyless run's audit key is derived from the public run id,
+    # so then none is stored at all.
+    before_key = before_thumbnail_key(audit_key) if ctx.key_id and pixel_records else None
+    matrix = counts_matrix(rows)
+    write_shard(Path(dst), shard, rows, pixel_records, before_key, matrix=matrix)
+    totals = matrix.sum(axis=0, dtype=np.int64)
+    actions = Counter({name: int(n) for name, n in zip(ACTION_NAMES, totals, strict=True) if n})
+    tally = Tally(len(entries), written, 0, quarantined, input_bytes, output_bytes, reasons, actions)
+    return ShardResult(shard, tally, os.uname().nodename)
+
+
+def _by_study(dst: str) -> Callable[[dict[str, object]], str]:
+    """The ``study`` layout: DST/study/series/instance.dcm, from the output's own (new) UIDs."""
+
+    def by_study(info: dict[str, object]) -> str:
+        # New identifiers only: the layout must not leak what the data set no longer carries.
+        study = str(info.get("study_instance_uid") or "no-study")
+        series = str(info.get("series_instance_uid") or "no-series")
+        instance = str(info.get("sop_instance_uid") or "no-instance")
+        return os.path.join(dst, study, series, f"{instance}.dcm")
+
+    return by_study
+
+
+def _quarantine(dst: str, entry: Entry, digest: str, reason: str) -> None:
+    """A copy of the refused input under DST/.veil/quarantine, named by its keyed digest, with the reason."""
+    folder = quarantine_dir(dst)
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, digest + ".dcm")
+    try:
+        tmp = target + ".tmp"
+        shutil.copyfile(entry.path, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        reason = f"{reason} (not copied: {exc.strerror})"
+    with open(os.path.join(folder, digest + ".json"), "w", encoding="utf-8") as fh:
+        json.dump({"input_digest": digest, "reason": reason}, fh)
