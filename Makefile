@@ -6,7 +6,7 @@ STAMP := $(VENV)/.veil-installed
 SAMPLE ?= sample
 SHELL := /bin/bash
 
-.PHONY: setup build test test-nightly run bench lint clean
+.PHONY: setup build test test-fast test-nightly run bench lint clean
 
 # The virtual environment is reused when present; the install stamp tracks the files that define the build.
 $(BIN)/python:
@@ -23,7 +23,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src/veil/core/*.pyx s
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
 		|| echo "warning: could not install$$packages; the tests that need them will be skipped"; }
 	$(BIN)/python -m pip install --quiet "cython>=3.0.10" "pydicom>=3.0"
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test,ray,ocr]"
 	touch $(STAMP)
 
 # Byte-code for veil's own modules (an editable install has none, and PYTHONDONTWRITEBYTECODE would keep the
@@ -33,8 +33,13 @@ setup: $(STAMP)
 
 build: setup
 
+# Everything: the corpus, OCR, Ray clusters and the kill-and-resume tests included.
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# The inner loop (under two minutes): no Ray, no OCR, no shared corpus, no kill-and-resume, no slow tests.
+test-fast: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not cluster and not ocr and not corpus and not kill" tests
 
 test-nightly: setup
 	VEIL_NIGHTLY=1 $(BIN)/python -m pytest -q tests
@@ -49,8 +54,11 @@ run: setup
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
 
+# ruff, the layer rules (import-linter contracts in pyproject.toml) and the type checker.
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf build $(VENV) src/*.egg-info src/veil/core/*.so src/veil/core/_core.c src/veil/core/vrtable.h $(SAMPLE)
