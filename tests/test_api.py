@@ -110,3 +110,12 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_no_api_function_is_shadowed_by_a_subpackage() -> None:
+    """Importing a subpackage sets an attribute of the same name on ``veil``: no API name may be one."""
+    import veil.verification  # noqa: F401
+
+    subpackages = {p.name for p in (ROOT / "src" / "veil").iterdir() if (p / "__init__.py").exists()}
+    assert not subpackages & set(veil.__all__)
+    assert callable(veil.verify) and veil.verify.__module__ == "veil.api"

@@ -57,7 +57,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_verify_never_loads_the_native_core() -> None:
     """verify is an independent second reading: a bug of the core cannot hide itself from it."""
-    loaded = _loaded_after("import veil.verify, veil.verify.run, veil.verify.leaks, veil.verify.integrity")
+    loaded = _loaded_after("import veil.verification, veil.verification.run, veil.verification.leaks, veil.verification.integrity")
     assert "veil.core._core" not in loaded
     assert "veil.pipeline" not in loaded
 

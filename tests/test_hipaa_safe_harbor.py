@@ -17,7 +17,7 @@ from veil.core.plan import Action
 from veil.keys import load_key
 from veil.recipes import compile_recipe
 from veil.synth import write_archive
-from veil.verify import verify
+from veil.verification import verify
 
 HIPAA = compile_recipe("hipaa-safe-harbor")
 REL = "p0001/s01/se01/i0001.dcm"

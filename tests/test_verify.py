@@ -21,7 +21,7 @@ from veil.core.part10 import ParseError, read_part10, walk_elements
 from veil.keys import KeyedFunctions, generate_key_file, load_key
 from veil.recipes import compile_recipe
 from veil.synth import instance_bytes, write_archive
-from veil.verify import (
+from veil.verification import (
     HIPAA_IDENTIFIERS,
     IdentifierSet,
     LeakScanner,

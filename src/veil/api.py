@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from veil.keys import Key
     from veil.pipeline import Deidentifier, FileOutcome
     from veil.recipes import CompiledRecipe, Recipe
-    from veil.verify import VerifyReport
+    from veil.verification import VerifyReport
 
 __all__ = ["deidentify", "deidentify_file", "deidentify_bytes", "verify", "load_recipe", "load_key"]
 
@@ -168,8 +168,8 @@ def verify(
     """Checks ``dst``, veil's output of ``src`` under ``recipe`` and ``key``, with a reading independent of the
     rewriter: no identifier of the inputs left in any output byte, UIDs and references consistent, kept
     attributes unchanged, every input accounted for, conformance (dciodvfy, where installed). Returns a
-    :class:`~veil.verify.VerifyReport`; ``report.passed`` is False when it found an error (``report.errors``)."""
-    from veil.verify import verify as _verify
+    :class:`~veil.verification.VerifyReport`; ``report.passed`` is False when it found an error (``report.errors``)."""
+    from veil.verification import verify as _verify
 
     compiled = _compiled(recipe)
     return _verify(src, dst, recipe=compiled, key=_key(key, compiled), dciodvfy_sample=dciodvfy_sample,

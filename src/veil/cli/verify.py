@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def command(args: argparse.Namespace) -> int:
     from veil.keys import load_key
-    from veil.verify import verify, write_report
+    from veil.verification import verify, write_report
 
     if not args.src.exists():
         return error("verify", f"{args.src}: no such file or directory")

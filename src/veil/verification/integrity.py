@@ -14,8 +14,8 @@ from veil.core.part10 import PIXEL_DATA_TAGS
 from veil.core.plan import STANDARD_UID_PREFIX, Action, Plan, explain_rule
 from veil.keys import KeyedFunctions
 from veil.recipes import CompiledRecipe
-from veil.verify.identifiers import PATIENT_ID, SOP_INSTANCE_UID
-from veil.verify.report import Finding, VerifyReport
+from veil.verification.identifiers import PATIENT_ID, SOP_INSTANCE_UID
+from veil.verification.report import Finding, VerifyReport
 
 __all__ = [
     "Pair",

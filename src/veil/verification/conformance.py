@@ -25,8 +25,8 @@ from veil.core.part10 import (
     read_part10,
 )
 from veil.core.plan import Action, Plan, explain_rule
-from veil.verify.integrity import Pair
-from veil.verify.report import Finding
+from veil.verification.integrity import Pair
+from veil.verification.report import Finding
 
 __all__ = ["check_conformance", "inflated_copy"]
 

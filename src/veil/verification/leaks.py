@@ -13,8 +13,8 @@ import ahocorasick
 from veil.core.dataset import Node, read_dataset, walk_dataset
 from veil.core.part10 import PIXEL_DATA_TAGS, ParseError, read_part10, walk_elements
 from veil.core.plan import Action, Plan, explain_rule
-from veil.verify.identifiers import IdentifierSet, Pattern, fold, left_ok, mask_value, right_ok
-from veil.verify.report import Finding
+from veil.verification.identifiers import IdentifierSet, Pattern, fold, left_ok, mask_value, right_ok
+from veil.verification.report import Finding
 
 __all__ = ["LeakScanner", "Match", "Region", "locate", "scan_regions"]
 

@@ -30,24 +30,24 @@ Independent of the rewriter (it never imports the native core ``veil.core._core`
    empties has no items are notes, not failures (PS3.5 7.4.5, 7.4.6: any Type 2 or 3 sequence may be sent
    with zero items).
 
-The matching rules that keep the leak scan free of noise are in :mod:`veil.verify.identifiers`.
+The matching rules that keep the leak scan free of noise are in :mod:`veil.verification.identifiers`.
 
 Nothing here writes an identifying value anywhere: the report shows each found value masked (first and last
 character), names files by relative path (masked where a path holds an identifying value) and never shows
 an original UID.
 
-Modules: :mod:`~veil.verify.identifiers` (the inputs' identifying values and the matching rules),
-:mod:`~veil.verify.leaks` (the scan), :mod:`~veil.verify.integrity` (UIDs, references, pseudonyms, kept
-values), :mod:`~veil.verify.conformance` (dciodvfy), :mod:`~veil.verify.report` (findings, the report, the
-HIPAA checklist) and :mod:`~veil.verify.run` (:func:`verify`, which ties them together).
+Modules: :mod:`~veil.verification.identifiers` (the inputs' identifying values and the matching rules),
+:mod:`~veil.verification.leaks` (the scan), :mod:`~veil.verification.integrity` (UIDs, references, pseudonyms, kept
+values), :mod:`~veil.verification.conformance` (dciodvfy), :mod:`~veil.verification.report` (findings, the report, the
+HIPAA checklist) and :mod:`~veil.verification.run` (:func:`verify`, which ties them together).
 """
 
 from __future__ import annotations
 
-from veil.verify.conformance import inflated_copy
-from veil.verify.identifiers import PLACEHOLDERS, IdentifierSet, mask_value
-from veil.verify.leaks import LeakScanner, scan_regions
-from veil.verify.report import (
+from veil.verification.conformance import inflated_copy
+from veil.verification.identifiers import PLACEHOLDERS, IdentifierSet, mask_value
+from veil.verification.leaks import LeakScanner, scan_regions
+from veil.verification.report import (
     EXIT_FINDINGS,
     HIPAA_IDENTIFIERS,
     Finding,
@@ -55,7 +55,7 @@ from veil.verify.report import (
     hipaa_checklist,
     write_report,
 )
-from veil.verify.run import verify
+from veil.verification.run import verify
 
 __all__ = [
     "EXIT_FINDINGS",

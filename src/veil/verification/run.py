@@ -15,15 +15,15 @@ from veil.core.plan import DUMMY_VALUES, Action
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
 from veil.recipes import CompiledRecipe, Recipe, compile_recipe
-from veil.verify.conformance import check_conformance
-from veil.verify.identifiers import (
+from veil.verification.conformance import check_conformance
+from veil.verification.identifiers import (
     MEDIA_STORAGE_SOP_INSTANCE_UID,
     PATIENT_ID,
     PLACEHOLDERS,
     IdentifierSet,
     mask_value,
 )
-from veil.verify.integrity import (
+from veil.verification.integrity import (
     Pair,
     check_integrity,
     identity_uids,
@@ -32,8 +32,8 @@ from veil.verify.integrity import (
     uid_text,
     uid_values,
 )
-from veil.verify.leaks import LeakScanner, locate
-from veil.verify.report import Finding, VerifyReport, hipaa_checklist
+from veil.verification.leaks import LeakScanner, locate
+from veil.verification.report import Finding, VerifyReport, hipaa_checklist
 
 __all__ = ["verify"]
 
@@ -48,7 +48,7 @@ def verify(
     progress: Callable[[str, int, int], None] | None = None,
     reid_table: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
-    """Checks DST (veil's output of SRC under ``recipe`` and ``key``); see :mod:`veil.verify`. With the
+    """Checks DST (veil's output of SRC under ``recipe`` and ``key``); see :mod:`veil.verification`. With the
     run's re-identification table (and its key), counter pseudonyms are checked against it too."""
     src_root, dst_root = Path(src), Path(dst)
     compiled = recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
