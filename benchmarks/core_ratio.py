@@ -18,9 +18,8 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from veil.core._core import Rewriter  # noqa: E402
-
 from benchmarks.conftest import BENCH_PLAN, ct_instances  # noqa: E402
+from veil.core._core import Rewriter  # noqa: E402
 from veil.keys import Key, KeyedFunctions  # noqa: E402
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 
 import pydicom
-from veil.core._core import Rewriter
 
 from benchmarks.conftest import BENCH_PLAN
+from veil.core._core import Rewriter
 
 
 def test_rewrite_ct_header(benchmark, ct_files, functions) -> None:

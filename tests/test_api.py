@@ -119,3 +119,15 @@ def test_no_api_function_is_shadowed_by_a_subpackage() -> None:
     subpackages = {p.name for p in (ROOT / "src" / "veil").iterdir() if (p / "__init__.py").exists()}
     assert not subpackages & set(veil.__all__)
     assert callable(veil.verify) and veil.verify.__module__ == "veil.api"
+
+
+def test_ray_missing_is_a_clear_error(archive: tuple[Path, Path], tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray is an extra: asked for and not installed, the run stops before any work and says how to get it."""
+    from veil.engine import FatalRunError
+
+    src, key_path = archive
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(FatalRunError, match=r"veil\[ray\]"):
+        veil.deidentify(src, tmp_path / "out", recipe="research", key=key_path, workers=2, ray=True)
+    assert not _files(tmp_path / "out") if (tmp_path / "out").exists() else True

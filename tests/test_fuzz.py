@@ -263,9 +263,8 @@ def _worker(
 
     With ``check_output`` every output is also read back by the reference reader (pydicom, strict).
     """
-    from veil.core._core import Rewriter, peek
-
     from reference import Reject, read_file
+    from veil.core._core import Rewriter, peek
     from veil.errors import MalformedDicom
 
     rewriters = {name: Rewriter(plan, keyed_uid, keyed_id) for name, plan in PLANS.items()}

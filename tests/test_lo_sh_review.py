@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
-from veil.core.plan import Action, Plan
 from veil.core.dictionary import dictionary_entry
+from veil.core.plan import Action, Plan
 from veil.recipes import compile_recipe
 
 RECIPES = ("hipaa-safe-harbor", "research")

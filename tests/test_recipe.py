@@ -12,7 +12,6 @@ import pytest
 from veil.core.plan import Action, Plan, Rule
 from veil.errors import RecipeError
 from veil.keys import Key, KeyedFunctions
-from veil.recipes.freetext import clean_element, clean_text, file_identifiers
 from veil.recipes import (
     Recipe,
     check_recipe,
@@ -23,6 +22,7 @@ from veil.recipes import (
     parse_tag,
     recipes_dir,
 )
+from veil.recipes.freetext import clean_element, clean_text, file_identifiers
 
 ROOT = Path(__file__).resolve().parents[1]
 STANDARD = ROOT.parent / "shared" / "standard"

@@ -18,6 +18,7 @@ import pytest
 from pydicom.dataelem import RawDataElement
 
 from plans import SHIFT_DAYS, keyed_id, keyed_uid
+from veil.core.dictionary import dictionary_entry
 from veil.core.plan import (
     DUMMY_VALUES,
     STANDARD_UID_PREFIX,
@@ -27,9 +28,8 @@ from veil.core.plan import (
     clamp_age_value,
     shift_date_value,
 )
-from veil.recipes.freetext import CLEANABLE_VRS, clean_element
-from veil.core.dictionary import dictionary_entry
 from veil.recipes import compile_recipe, load_recipe
+from veil.recipes.freetext import CLEANABLE_VRS, clean_element
 
 A = Action
 STANDARD = Path(__file__).resolve().parents[2] / "shared" / "standard"

@@ -17,8 +17,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
-from veil.core._core import IMPLEMENTATION_CLASS_UID, Rewriter, peek
 
+from veil.core._core import IMPLEMENTATION_CLASS_UID, Rewriter, peek
 from veil.core.plan import Action, Plan, Rule
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions

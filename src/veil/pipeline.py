@@ -27,6 +27,7 @@ ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 
 if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pixels section
     import veil.pixels as pixels
+    from veil.recipes import PixelPolicy
 
 __all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter"]
 
@@ -163,11 +164,11 @@ class Deidentifier:
     pseudonyms); :meth:`pseudonym_values` lists what it will be asked for.
     """
 
-    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: object = None,
+    def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: PixelPolicy | None = None,
                  pseudonyms: Callable[[bytes], bytes] | None = None) -> None:
         self.plan = plan
         self.functions = functions
-        self.pixel_policy = pixel_policy  # veil.recipe.PixelPolicy: burned-in text rules, or None
+        self.pixel_policy = pixel_policy  # burned-in text rules, or None
         self.pseudonyms = pseudonyms
         self._rewriter = Rewriter(
             plan,
@@ -263,14 +264,15 @@ class Deidentifier:
         from veil.pixels import ocr
 
         policy = self.pixel_policy
+        assert policy is not None  # only called for a Deidentifier with a pixel policy
         info = peek(data, path)
-        decision = pixels.decide(policy, info)  # type: ignore[arg-type]
+        decision = pixels.decide(policy, info)
         if not info["rows"]:
             return None  # no image in this instance
-        fill, output = policy.fill, policy.output  # type: ignore[attr-defined]
+        fill, output = policy.fill, policy.output
         if (decision.action == "redact" and decision.rule is not None and decision.rule.ultrasound_regions
                 and not decision.rule.regions and not pixels.ultrasound_data_regions(result.header, path)):
-            decision = pixels.PixelDecision(policy.at_risk if pixels.at_risk(info) else "keep")  # type: ignore[attr-defined]
+            decision = pixels.PixelDecision(policy.at_risk if pixels.at_risk(info) else "keep")
         if decision.action in ("keep", "flag"):
             return None
         if decision.action == "redact":
@@ -282,14 +284,15 @@ class Deidentifier:
             raise MalformedDicom(path, 0, "pixels at risk of burned-in text and no rule names them (policy: quarantine)")
         # detect: OCR the frames, redact the words that match this file's identifiers or patterns.
         if not ocr.available():
-            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and OCR (tesseract) is not available")
+            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and OCR (tesseract) is not available "
+                                           "(install veil[ocr] and the tesseract-ocr package)")
         frames = pixels.decoded_frames(result.tobytes(), path)
         boxes = ocr.detect_text(frames)
         found = ocr.regions_to_redact(
             boxes,
             (info[name] for name in _IDENTIFYING_PEEK_VALUES),
-            all_text=policy.text == "all",  # type: ignore[attr-defined]
-            margin=policy.margin,  # type: ignore[attr-defined]
+            all_text=policy.text == "all",
+            margin=policy.margin,
         )
         if not found:
             return None

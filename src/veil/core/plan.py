@@ -66,6 +66,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = [
     "Action",
@@ -259,7 +260,7 @@ def explain_rule(plan: Plan, tag: int, vr: str, creator: str | None = None) -> R
 def encode_inserted(element: Inserted, explicit: bool, little: bool) -> bytes:
     """One inserted element, header and value, in the given encoding (defined lengths throughout)."""
     tag, vr, value = element
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
 
     def header(t: int, v: str, length: int) -> bytes:
         head = (t >> 16).to_bytes(2, order) + (t & 0xFFFF).to_bytes(2, order)

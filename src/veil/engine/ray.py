@@ -6,13 +6,14 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterable, Iterator
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from veil.engine.executor import Executor, FatalRunError, Task
 from veil.engine.sharding import ShardContext, ShardResult, process_shard
 from veil.keys import Key, KeyedFunctions
 
-__all__ = ["RayExecutor", "connect", "shard_executor"]
+__all__ = ["RayExecutor", "connect", "require_ray", "shard_executor"]
 
 R = TypeVar("R")
 
@@ -20,9 +21,20 @@ R = TypeVar("R")
 ReidWriter = Callable[..., object]
 
 
+def require_ray() -> ModuleType:
+    """The ``ray`` module, or a clear error: Ray is an extra (``veil[ray]``), needed by ``--ray`` and
+    ``--address`` only."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise FatalRunError("Ray is not installed: --ray and --address need it (pip install 'veil[ray]'); "
+                            "without them veil runs on a process pool of this machine") from exc
+    return ray
+
+
 def connect(workers: int, address: str | None) -> None:
     """Starts a local Ray of ``workers`` CPUs, or joins the cluster at ``address``, unless Ray is running."""
-    import ray
+    ray = require_ray()
 
     if not ray.is_initialized():
         if address:
@@ -40,8 +52,7 @@ class RayExecutor(Executor[R], Generic[R]):
 
     def __init__(self, fn: Callable[..., R], workers: int, address: str | None = None, *,
                  shared: tuple[Any, ...] = (), max_in_flight: int = 0, max_retries: int = 3) -> None:
-        import ray
-
+        ray = require_ray()
         connect(workers, address)
         self.mode = "ray-cluster" if address else "ray-local"
         self._task = ray.remote(fn).options(max_retries=max_retries, retry_exceptions=False)
@@ -87,7 +98,7 @@ def shard_executor(options: Any, ctx: ShardContext, key: Key | None,
     """``veil run``'s shards as Ray tasks, with the run's key service as a named actor on this node (none
     without a key); returns the executor and what writes the re-identification table at the end (the actor's
     ``write_reid_table``, or None without a key)."""
-    import ray
+    ray = require_ray()
 
     from veil.keys.actor import get_or_create_actor
 

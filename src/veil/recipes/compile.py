@@ -114,7 +114,7 @@ def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
     return CompiledRecipe(
         recipe=recipe,
         plan=plan,
-        shift_range=tuple(shift) if shift is not None else None,  # type: ignore[arg-type]
+        shift_range=tuple(shift) if shift is not None else None,
         pseudonym_pattern=recipe.parameters.get("pseudonym_pattern"),
     )
 
