@@ -1,5 +1,5 @@
 """Shared fixtures: the public corpus (``../shared/corpus/public``), pydicom's own test files, keyed test
-functions and Plans (from ``plans.py``), and the native core when it is built.
+functions and Plans (from ``support/plans.py``), the native core; and the markers given by fixtures.
 
 Tests taking a ``dicom_file`` argument are parametrized over every corpus file and every pydicom test file.
 """
@@ -13,70 +13,42 @@ from pathlib import Path
 
 import pytest
 
-# The test helpers (plans.py, reference.py) import as top-level modules whether or not tests/ is a package.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+# The test helpers (tests/support/: plans, the pydicom reference, corpus lists, ...) import as top-level modules.
+SUPPORT = Path(__file__).parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
 
+from corpus import CORPUS_ROOT, corpus_file_list, file_id, pydicom_file_list  # noqa: E402
 from plans import PLANS, SHIFT_DAYS, keyed_id, keyed_uid  # noqa: E402
+
 from veil.core.plan import Plan  # noqa: E402
 
-CORPUS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public"
 NIGHTLY = os.environ.get("VEIL_NIGHTLY") == "1"
 
-
-def corpus_file_list() -> list[Path]:
-    """Every file of the public corpus, sorted; empty when the corpus is not beside the repository."""
-    if not CORPUS_ROOT.is_dir():
-        return []
-    return sorted(p for p in CORPUS_ROOT.rglob("*") if p.is_file())
-
-
-def pydicom_file_list() -> list[Path]:
-    """pydicom's bundled test files that are DICOM: a ``DICM`` prefix, or a ``.dcm`` name (bare data sets)."""
-    from pydicom.data import get_testdata_files
-
-    found = []
-    for name in get_testdata_files():
-        path = Path(name)
-        if not path.is_file():
-            continue
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-        if head[128:132] == b"DICM" or path.suffix.lower() == ".dcm":
-            found.append(path)
-    return sorted(found)
-
-
-def file_id(path: Path) -> str:
-    """A stable, readable test id: ``corpus/<relative path>`` or ``pydicom/<name>``."""
-    try:
-        return "corpus/" + path.relative_to(CORPUS_ROOT).as_posix()
-    except ValueError:
-        import pydicom.data
-
-        base = Path(pydicom.data.__file__).parent / "test_files"
-        try:
-            return "pydicom/" + path.relative_to(base).as_posix()
-        except ValueError:
-            return path.name
-
-
-def all_dicom_files() -> list[Path]:
-    return corpus_file_list() + pydicom_file_list()
+# Markers given by the fixtures a test uses (others are set in the test modules): `make test-fast` leaves out
+# slow, cluster, ocr, corpus and kill tests.
+_FIXTURE_MARKERS = {
+    "corpus_root": "corpus",
+    "corpus_files": "corpus",
+    "research_pixels": "corpus",
+    "ray_session": "cluster",
+}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dicom_file" in metafunc.fixturenames:
-        files = all_dicom_files()
-        metafunc.parametrize("dicom_file", files, ids=[file_id(p) for p in files])
+        corpus = corpus_file_list()
+        params = [pytest.param(p, marks=pytest.mark.corpus, id=file_id(p)) for p in corpus]
+        params += [pytest.param(p, id=file_id(p)) for p in pydicom_file_list()]
+        metafunc.parametrize("dicom_file", params)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if NIGHTLY:
-        return
     skip = pytest.mark.skip(reason="nightly-size test: set VEIL_NIGHTLY=1")
     for item in items:
-        if "slow" in item.keywords:
+        for fixture in _FIXTURE_MARKERS.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(_FIXTURE_MARKERS[fixture])
+        if "slow" in item.keywords and not NIGHTLY:
             item.add_marker(skip)
 
 

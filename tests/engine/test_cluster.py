@@ -35,7 +35,9 @@ from veil import audit
 from veil.cli.main import EXIT_OK, main
 from veil.synth import write_archive
 
-CLUSTER_DIR = Path(__file__).resolve().parents[1] / "cluster"
+pytestmark = pytest.mark.cluster
+
+CLUSTER_DIR = Path(__file__).resolve().parents[2] / "cluster"
 MARKER = "VEIL_TEST_RAY_CLUSTER"
 STARTED = "Ray runtime started"
 

@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 import pydicom
+from corpus import CORPUS_ROOT, corpus_file_list
 
-from conftest import CORPUS_ROOT, corpus_file_list
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier

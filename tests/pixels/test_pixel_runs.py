@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
-
 from test_pixels import make_file, make_pixels
+
 from veil import audit
 from veil.cli.main import EXIT_OK, EXIT_QUARANTINED, main
 from veil.pixels.layout import PixelLayout
@@ -74,6 +74,7 @@ def test_redact_all_blanks_the_whole_image(inputs, tmp_path) -> None:
     assert (pixels_of(out / "other.dcm") == 0).all()
 
 
+@pytest.mark.ocr
 def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> None:
     from veil.pixels import ocr
 
@@ -144,6 +145,7 @@ def test_a_shard_rewritten_without_redactions_loses_its_pixel_records(tmp_path) 
     assert audit.read_pixel_records(tmp_path) == {}
 
 
+@pytest.mark.ocr
 def test_detected_text_is_not_in_the_audit_thumbnail(tmp_path) -> None:
     """The audit holds no PHI: the thumbnail is made after redaction, so OCR reads no name or ID in it, nor in
     the review image, while the same image before redaction would show them (the planted words are large)."""

@@ -11,9 +11,9 @@ import pydicom
 import pytest
 import zarr
 from PIL import Image
-
 from test_pixel_runs import LAYOUT, site_recipe
 from test_pixels import make_file, make_pixels
+
 from veil import audit
 from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_USAGE, main
 from veil.errors import AuditError, KeyError_
@@ -152,6 +152,7 @@ def test_a_keyless_run_stores_no_before_thumbnail(tmp_path, monkeypatch) -> None
     assert (summary.pixel_records, summary.pixel_before_sealed) == (1, 0)
 
 
+@pytest.mark.ocr
 def test_planted_name_is_unreadable_in_the_store_and_readable_with_the_key(tmp_path, monkeypatch) -> None:
     from veil.pixels import ocr
 

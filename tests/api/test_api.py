@@ -15,7 +15,7 @@ from veil.cli.main import EXIT_OK, main
 from veil.keys import generate_key_file
 from veil.synth import write_archive
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

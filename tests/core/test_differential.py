@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
-from conftest import file_id
+from corpus import file_id
 from plans import PLANS, SHIFT_DAYS, keyed_id, keyed_uid
 from reference import (
     EXPLICIT_BE,
@@ -30,6 +29,7 @@ from reference import (
     read_file,
     reference_view,
 )
+
 from veil.core.plan import Plan
 from veil.errors import MalformedDicom
 
@@ -255,9 +255,10 @@ def test_rewriter_output_equals_reference(dicom_file: Path, rewriters, record_pr
     assert not problems, "\n".join(problems[:40])
 
 
+@pytest.mark.corpus
 def test_expected_rejections_are_listed_files() -> None:
     """Every entry of EXPECTED_REJECTED names a file that exists (a stale entry hides nothing)."""
-    from conftest import all_dicom_files
+    from corpus import all_dicom_files
 
     known = {file_id(p) for p in all_dicom_files()}
     if not any(name.startswith("corpus/") for name in known):

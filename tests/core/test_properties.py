@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from plans import echo_callback, keyed_id, keyed_uid
 from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-
-from plans import echo_callback, keyed_id, keyed_uid
 from reference import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, Reject, read_file
 from test_differential import check_rewrite
+
 from veil.core.plan import Action, Plan, Rule, clamp_age_value, shift_date_value
 
 A = Action

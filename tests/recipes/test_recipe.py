@@ -24,7 +24,7 @@ from veil.recipes import (
 )
 from veil.recipes.freetext import clean_element, clean_text, file_identifiers
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STANDARD = ROOT.parent / "shared" / "standard"
 SHIPPED = {
     "ps3.15-basic",

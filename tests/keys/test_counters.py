@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from killing import kill_mid_run
+
 from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, main
 from veil.engine import local
@@ -29,7 +29,7 @@ from veil.recipes import compile_recipe, load_recipe
 from veil.synth import write_archive
 
 KEY = Key(bytes(range(32)))
-RECIPE = Path(__file__).parent / "recipes" / "subject-counters.yml"
+RECIPE = Path(__file__).parents[1] / "data" / "recipes" / "subject-counters.yml"
 PATTERN = "SUBJ-{counter:6}"
 
 
@@ -218,6 +218,7 @@ def _context(start_method: str):  # type: ignore[no-untyped-def]
     return context
 
 
+@pytest.mark.cluster
 def test_ray_numbers_through_the_key_actor(archive, compiled, tmp_path) -> None:
     ray = pytest.importorskip("ray")
     run(archive, tmp_path / "one", compiled, shard_files=4)
@@ -299,6 +300,7 @@ def test_a_table_of_another_key_is_refused_before_any_work(archive, compiled, tm
 # --- a killed driver, resumed -------------------------------------------------------------------------------------
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_resume_keeps_the_numbering(tmp_path, workers) -> None:
     """The driver killed with SIGKILL mid-run (pool workers and the key-service manager die with it), then

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-
 from killing import kill_mid_run
+
 from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
 from veil.engine import inline, local, sharding
@@ -75,6 +75,7 @@ def test_audit_holds_no_original_identifier(archive, compiled, tmp_path) -> None
     assert str(archive).encode() not in blob  # the source path may name a patient
 
 
+@pytest.mark.cluster
 def test_outputs_are_identical_on_ray_and_in_process(archive, compiled, tmp_path, monkeypatch) -> None:
     ray = pytest.importorskip("ray")
     run(archive, tmp_path / "local", compiled, shard_files=4)
@@ -244,6 +245,7 @@ def test_the_chosen_shard_size_is_kept_by_a_resume_on_other_workers(archive, com
     assert len(digests) == len(set(digests)) == 30
 
 
+@pytest.mark.kill
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> None:
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
@@ -439,6 +441,7 @@ def _dies_once(number, entries):  # type: ignore[no-untyped-def]
     return engine._REAL_POOL_SHARD(number, entries)  # type: ignore[attr-defined]
 
 
+@pytest.mark.kill
 def test_local_pool_survives_a_killed_worker(archive, compiled, tmp_path, monkeypatch) -> None:
     run(archive, tmp_path / "whole", compiled, shard_files=4)
     monkeypatch.setenv("VEIL_TEST_MARKER", str(tmp_path / "marker"))
@@ -460,6 +463,7 @@ def _always_dies(number, entries):  # type: ignore[no-untyped-def]
     return engine._REAL_POOL_SHARD(number, entries)  # type: ignore[attr-defined]
 
 
+@pytest.mark.kill
 def test_local_pool_stops_on_a_shard_that_keeps_killing_its_worker(archive, compiled, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(engine, "_REAL_POOL_SHARD", local._pool_shard, raising=False)
     monkeypatch.setattr(local, "_pool_shard", _always_dies)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from plans import SHIFT_DAYS, keyed_id, keyed_uid
 from pydicom.dataelem import RawDataElement
 
-from plans import SHIFT_DAYS, keyed_id, keyed_uid
 from veil.core.dictionary import dictionary_entry
 from veil.core.plan import (
     DUMMY_VALUES,
@@ -32,7 +32,7 @@ from veil.recipes import compile_recipe, load_recipe
 from veil.recipes.freetext import CLEANABLE_VRS, clean_element
 
 A = Action
-STANDARD = Path(__file__).resolve().parents[2] / "shared" / "standard"
+STANDARD = Path(__file__).resolve().parents[3] / "shared" / "standard"
 TABLE = STANDARD / "ps3.15_2026d_table_E.1-1.json"
 DATE_COLUMNS = {"retain_longitudinal_full_dates", "retain_longitudinal_modified_dates"}
 

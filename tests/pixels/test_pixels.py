@@ -348,7 +348,8 @@ def test_bad_pixel_sections_name_the_line(tmp_path, pixels: str, line: int, prob
 
 def test_native_fast_path_after_the_header_rewrite() -> None:
     """The shard path: rewrite with the clean-pixel plan, redact the pixel slice in a batch, write the parts."""
-    from test_rewrite import DEID, KEY
+    from rewrite_cases import DEID, KEY
+
     from veil.pipeline import Deidentifier
 
     layout = PixelLayout(40, 50, 1, 16, number_of_frames=2)

@@ -18,8 +18,7 @@ import traceback
 from pathlib import Path
 
 import pytest
-
-from conftest import all_dicom_files, file_id
+from corpus import all_dicom_files, file_id
 from plans import PLANS, keyed_id, keyed_uid
 
 DEFAULT_CASES = 2_000
@@ -264,6 +263,7 @@ def _worker(
     With ``check_output`` every output is also read back by the reference reader (pydicom, strict).
     """
     from reference import Reject, read_file
+
     from veil.core._core import Rewriter, peek
     from veil.errors import MalformedDicom
 

@@ -529,9 +529,10 @@ def test_keyed_uid_check_agrees_with_the_keyed_functions(archive) -> None:
     assert after.SOPInstanceUID == functions.uid(before.SOPInstanceUID.encode()).decode()
 
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "public"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "public"
 
 
+@pytest.mark.corpus
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is not beside the repository")
 def test_the_tag_walker_finds_the_elements_pydicom_finds_across_the_corpus() -> None:
     """Differential: element paths from the byte walker equal pydicom's wherever both can read the file; a
@@ -631,7 +632,7 @@ def test_counter_pseudonyms_are_checked_against_the_reidentification_table(tmp_p
     write_archive(src, patients=3, series_per_study=1, instances_per_series=2, seed=4)
     key_file = tmp_path / "key"
     key = generate_key_file(key_file)
-    recipe_path = Path(__file__).parent / "recipes" / "subject-counters.yml"
+    recipe_path = Path(__file__).parents[1] / "data" / "recipes" / "subject-counters.yml"
     compiled = compile_recipe(load_recipe(recipe_path))
     run(RunOptions(src=str(src), dst=str(dst), reid_table=str(table)), compiled, key)
     report = verify(src, dst, recipe=compiled, key=key, dciodvfy_sample=0, reid_table=table)

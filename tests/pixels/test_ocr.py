@@ -10,7 +10,10 @@ from veil.pixels import ocr
 from veil.pixels.layout import PixelLayout
 from veil.pixels.redact import redact_native
 
-pytestmark = pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr / pytesseract not installed")
+pytestmark = [
+    pytest.mark.ocr,
+    pytest.mark.skipif(not ocr.available(), reason="tesseract-ocr / pytesseract not installed"),
+]
 
 IDENTIFYING = ["DOE^JOHN", "12345678", "20240102"]
 

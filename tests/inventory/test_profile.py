@@ -117,6 +117,7 @@ def test_profile_command_prints_a_summary(archive, tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["modalities"] == {"CT": 13, "US": 2}
 
 
+@pytest.mark.cluster
 def test_profile_on_a_pool_and_on_ray_equals_the_in_process_profile(tmp_path) -> None:
     import pyarrow.parquet as pq
 

@@ -14,8 +14,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+from rewrite_cases import DEID, KEY, encode, make_dataset
 
-from test_rewrite import DEID, KEY, encode, make_dataset
 from veil.core.plan import Action, Plan, Rule
 from veil.pipeline import Deidentifier
 from veil.synth import instance_bytes

@@ -38,18 +38,20 @@ from typing import Any
 
 import pydicom
 import pytest
+from corpus import CORPUS_ROOT, corpus_file_list
+from corpus_pixels import unchanged_outside_and_blank_inside
 from pydicom.charset import encode_string
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from conftest import CORPUS_ROOT, corpus_file_list
-from corpus_pixels import unchanged_outside_and_blank_inside
 from veil.core.plan import STANDARD_UID_PREFIX
 from veil.errors import MalformedDicom
 from veil.keys import Key, KeyedFunctions
 from veil.pipeline import Deidentifier
 from veil.recipes import compile_recipe, load_recipe
+
+pytestmark = pytest.mark.corpus
 
 TEST_KEY = Key(bytes(range(32)))
 OTHER_KEY = Key(bytes(range(32, 64)))
