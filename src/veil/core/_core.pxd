@@ -3,6 +3,7 @@
 # are in the .pxi files that _core.pyx includes. The low-level readers, VR codes and the output buffer are in
 # tagstream.pxd; the Python face is _core.pyi.
 
+cimport cython
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t
 
 from tagstream cimport OutBuf
@@ -78,6 +79,9 @@ cdef class TagReader:
 
 
 # rewriter.pxi (its tables: compile.pxi; its result: result.pxi; its file paths: rewriter_io.pxi)
+# Final: nothing derives from it, so every call of a C method on a Rewriter (its own or TagReader's) is a direct
+# call, not one through the vtable: several a data element on the hot path.
+@cython.final
 cdef class Rewriter(TagReader):
     # compiled plan
     cdef uint32_t* pub_tags

@@ -197,17 +197,19 @@ def process_shard(
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
         else:
             outcome = process(entry.path, prefix + entry.rel if by_study is None else by_study, reid=want_reid)
-        if outcome.status == "written":
+        # One unpacking of the fields the tally needs (this runs once per file; FileOutcome's field order).
+        _, _, status, reason, in_bytes, out_bytes = outcome[:6]
+        if status == "written":
             written += 1
-            input_bytes += outcome.input_bytes
-            output_bytes += outcome.output_bytes
-            if outcome.reid_pairs:
+            input_bytes += in_bytes
+            output_bytes += out_bytes
+            if want_reid and outcome.reid_pairs:
                 reid.extend(outcome.reid_pairs)
         else:
             quarantined += 1
-            reasons[outcome.reason] += 1
+            reasons[reason] += 1
             if ctx.quarantine_copy and not entry.error:
-                _quarantine(dst, entry, digest, outcome.reason)
+                _quarantine(dst, entry, digest, reason)
         if outcome.pixel_record is not None:
             pixel_records.append(PixelRecord.from_redaction(len(rows), outcome.pixel_record))
         rows.append(row_from_outcome(outcome, row_context, digest, entry.size))
