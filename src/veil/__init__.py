@@ -15,13 +15,16 @@ every worker process does) costs no more than the parts it uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from veil._version import __version__
 from veil.errors import AuditError, KeyError_, MalformedDicom, PlanError, RecipeError, VeilError
+from veil.system import lazy_exports
 
 if TYPE_CHECKING:
     from veil.api import deidentify, deidentify_bytes, deidentify_file, load_key, load_recipe, verify
+
+_API_NAMES = ("deidentify", "deidentify_file", "deidentify_bytes", "verify", "load_recipe", "load_key")
 
 __all__ = [
     "__version__",
@@ -39,19 +42,5 @@ __all__ = [
     "AuditError",
 ]
 
-_API = frozenset({"deidentify", "deidentify_file", "deidentify_bytes", "verify", "load_recipe", "load_key"})
-
-
-def __getattr__(name: str) -> Any:
-    """The API functions, imported from :mod:`veil.api` on first use (PEP 562)."""
-    if name in _API:
-        from veil import api
-
-        value = getattr(api, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'veil' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _API)
+# The API functions, imported from veil.api on first use (PEP 562).
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(_API_NAMES, "api"), globals())

@@ -1,11 +1,15 @@
-"""Operating-system helpers shared by the layers that start processes (the engine's pool, the key server)."""
+"""Low-level helpers every layer may use: a process that dies with its parent (the engine's pool, the key
+server) and the lazy names of a package (PEP 562)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "lazy_exports"]
 
 
 def die_with_parent() -> None:
@@ -21,3 +25,23 @@ def die_with_parent() -> None:
         return  # not Linux: the pool's own checks still stop idle workers once the driver is gone
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def lazy_exports(package: str, homes: Mapping[str, str], namespace: dict[str, Any]
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) for names that live in its modules and load on first
+    use: ``homes`` maps each name to the module (relative to ``package``) that defines it; a name once loaded
+    is kept in ``namespace`` (the package's globals), so it costs nothing the second time."""
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{home}"), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(homes))
+
+    return __getattr__, __dir__

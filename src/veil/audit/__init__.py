@@ -34,7 +34,7 @@ from veil.audit.schema import (
     input_digest,
     row_from_outcome,
 )
-from veil.audit.tally import AuditSummary, Tally, format_summary, summarize
+from veil.audit.tally import AuditSummary, Tally, TallyCounts, format_summary, summarize
 from veil.audit.write import write_manifest, write_shard
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "row_from_outcome",
     "AuditSummary",
     "Tally",
+    "TallyCounts",
     "veil_dir",
     "audit_dir",
     "actions_path",

@@ -16,7 +16,7 @@ from veil.audit.pixelstore import read_pixel_records
 from veil.audit.read import complete_parts, read_manifest, read_parts
 from veil.audit.schema import ACTION_NAMES, count_column
 
-__all__ = ["Tally", "AuditSummary", "summarize", "format_summary"]
+__all__ = ["Tally", "TallyCounts", "AuditSummary", "summarize", "format_summary"]
 
 
 def _ranked(counts: Counter[str]) -> Counter[str]:
@@ -102,20 +102,11 @@ def _value_counts(table: pa.Table, column: str) -> Counter[str]:
     return Counter({item["values"]: item["counts"] for item in pc.value_counts(table[column]).to_pylist()})
 
 
-@dataclass(frozen=True)
-class AuditSummary:
-    """The totals of a run's audit, for ``veil audit DST``; quarantined inputs are named by digest only."""
+class TallyCounts:
+    """The counters of the :class:`Tally` an object holds (``self.tally``), answered as its own: a run's summary
+    and an audit's summary both count through one Tally."""
 
     tally: Tally
-    quarantine: list[tuple[str, str]]  # (input_digest, reason), sorted
-    manifest: dict[str, Any]
-    shards: int = 0
-    key_ids: tuple[str, ...] = field(default=())  # more than one: the outputs mix keys
-    recipes: tuple[str, ...] = field(default=())  # "name version hash": more than one mixes recipes
-    pixel_redacted: int = 0  # rows whose pixels were redacted (burned-in text)
-    pixel_records: int = 0  # of them, with boxes and a thumbnail in pixels.zarr
-    pixel_store: str = ""  # where those records are, relative to DST
-    pixel_before_sealed: int = 0  # of the records, with a sealed before-redaction thumbnail
 
     @property
     def files(self) -> int:
@@ -150,6 +141,22 @@ class AuditSummary:
     def actions(self) -> Counter[str]:
         """Action name -> elements, every action in plan order."""
         return self.tally.actions
+
+
+@dataclass(frozen=True)
+class AuditSummary(TallyCounts):
+    """The totals of a run's audit, for ``veil audit DST``; quarantined inputs are named by digest only."""
+
+    tally: Tally
+    quarantine: list[tuple[str, str]]  # (input_digest, reason), sorted
+    manifest: dict[str, Any]
+    shards: int = 0
+    key_ids: tuple[str, ...] = field(default=())  # more than one: the outputs mix keys
+    recipes: tuple[str, ...] = field(default=())  # "name version hash": more than one mixes recipes
+    pixel_redacted: int = 0  # rows whose pixels were redacted (burned-in text)
+    pixel_records: int = 0  # of them, with boxes and a thumbnail in pixels.zarr
+    pixel_store: str = ""  # where those records are, relative to DST
+    pixel_before_sealed: int = 0  # of the records, with a sealed before-redaction thumbnail
 
 
 def summarize(dst: Path | str) -> AuditSummary:

@@ -23,7 +23,6 @@ import errno
 import itertools
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import blake3
 from veil._version import __version__
 from veil.audit import (
     Tally,
+    TallyCounts,
     audit_dir,
     completed_shards,
     manifest_path,
@@ -77,7 +77,7 @@ RunTotals = Tally
 
 
 @dataclass
-class RunSummary:
+class RunSummary(TallyCounts):
     """One run: what its shards did (a :class:`~veil.audit.Tally`, whose counts it answers as its own) and the
     run's own facts: id, mode, shards, resumed shards, hosts, seconds."""
 
@@ -97,38 +97,6 @@ class RunSummary:
         self.shards += 1
         if result.host:
             self.hosts.add(result.host)
-
-    @property
-    def files(self) -> int:
-        return self.tally.files
-
-    @property
-    def written(self) -> int:
-        return self.tally.written
-
-    @property
-    def skipped(self) -> int:
-        return self.tally.skipped
-
-    @property
-    def quarantined(self) -> int:
-        return self.tally.quarantined
-
-    @property
-    def input_bytes(self) -> int:
-        return self.tally.input_bytes
-
-    @property
-    def output_bytes(self) -> int:
-        return self.tally.output_bytes
-
-    @property
-    def reasons(self) -> Counter[str]:
-        return self.tally.reasons
-
-    @property
-    def actions(self) -> Counter[str]:
-        return self.tally.actions
 
 
 def check_destination(options: RunOptions) -> None:
