@@ -1,4 +1,4 @@
-"""veil.dictionary reads pydicom's data dictionary without importing pydicom: the same answers as pydicom."""
+"""veil.core.dictionary reads pydicom's data dictionary without importing pydicom: the same answers as pydicom."""
 
 from __future__ import annotations
 

@@ -121,7 +121,7 @@ CLEANED = frozenset(
 def lo_sh_elements() -> list[tuple[int, str, str]]:
     """(tag, VR, keyword) of every public LO and SH element of the dictionary outside groups 0000 and 0002;
     a repeating group by its first tag (``(0028,04x2)`` as (0028,0402)). The attributes veil adds to pydicom's
-    dictionary (``veil.recipe``) are all Table E.1-1 rows, which ``test_recipe_profile.py`` checks."""
+    dictionary (``veil.recipes``) are all Table E.1-1 rows, which ``test_recipe_profile.py`` checks."""
     found = [
         (tag, entry[0], entry[4])
         for tag, entry in DicomDictionary.items()

@@ -763,7 +763,7 @@ def test_no_identifying_value_of_the_file_is_in_the_output(
 
 def _raw_pixels(ds: Dataset, pad: bool = False) -> dict[int, bytes]:
     """The pixel values; with ``pad``, an odd-length one padded as the core writes it (PS3.5 7.1.1: values
-    have even length; veil.plan: a kept value of odd length gets one padding byte)."""
+    have even length; veil.core.plan: a kept value of odd length gets one padding byte)."""
     pixels = {tag: ds[tag].value or b"" for tag in PIXEL_TAGS if tag in ds}
     return {tag: v + b"\x00" if pad and len(v) % 2 else v for tag, v in pixels.items()}
 

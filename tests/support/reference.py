@@ -1,6 +1,6 @@
-"""The pydicom oracle: the Plan semantics of ``veil.plan`` implemented independently on pydicom's raw elements.
+"""The pydicom oracle: the Plan semantics of ``veil.core.plan`` implemented independently on pydicom's raw elements.
 
-Nothing here imports ``veil._core``. pydicom parses the file (its lenient structural guesses, reported as
+Nothing here imports ``veil.core._core``. pydicom parses the file (its lenient structural guesses, reported as
 warnings, become rejections); every value stays the raw bytes pydicom read (``RawDataElement``), so no
 character-set or number decoding can hide a difference. Each data set becomes a list of :class:`Elem` with
 the VR resolved exactly as plan.py says; :func:`apply_plan` rewrites such a list, :func:`compare` diffs two.

@@ -36,7 +36,7 @@ RESEARCH = compile_recipe("research")
 
 
 def run_proof(*argv: str) -> int:
-    """Runs one of the cli_proof commands as `veil` will once cli.py wires them in."""
+    """Runs one of the `veil` commands through the CLI's own parser."""
     parser = argparse.ArgumentParser(prog="veil")
     sub = parser.add_subparsers(dest="command", required=True)
     handlers = add_parsers(sub)

@@ -7,7 +7,7 @@ implicit VR sequences and private creator blocks, and writes a Part 10 output: F
 right, every byte the Plan does not change copied as it was. It never builds a pydicom Dataset. The top-level
 Pixel Data value is not copied: it is handed back as a slice of the input.
 
-The semantics of each action are those of ``veil.plan`` (its docstring is the specification); the tests compare
+The semantics of each action are those of ``veil.core.plan`` (its docstring is the specification); the tests compare
 this module against an independent pydicom implementation.
 """
 

@@ -1,6 +1,6 @@
 """The Plan: the flat action table the native core reads, and the value rules behind each action.
 
-A recipe (``recipe.py``) compiles to a :class:`Plan`; the Cython rewriter (``veil._core``) compiles a Plan once
+A recipe (:mod:`veil.recipes`) compiles to a :class:`Plan`; the Cython rewriter (``veil.core._core``) compiles a Plan once
 into C arrays and applies it to every element of every file. The same semantics are implemented independently
 on pydicom Datasets in ``tests/reference.py``: the two are compared element by element in the tests.
 

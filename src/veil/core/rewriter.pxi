@@ -207,7 +207,7 @@ cdef class Rewriter(TagReader):
                 pos = vend  # replaced by an inserted element
                 continue
             arg = -1
-            # Which action (veil.plan: lookup order)
+            # Which action (veil.core.plan: lookup order)
             if elem == 0:
                 action = A_REMOVE  # group lengths (PS3.5 7.2) are dropped
             elif group & 1:

@@ -82,7 +82,7 @@ class CounterFormat:
 def counter_format(pattern: str | None) -> CounterFormat | None:
     """The :class:`CounterFormat` of a ``{counter:N}`` pattern, None for a ``{hash}`` pattern (or None).
     Raises ``KeyError_`` for a pattern that mixes the two or holds more than one counter field; recipes
-    report the same problems with file and line first (``veil.recipe``)."""
+    report the same problems with file and line first (``veil.recipes``)."""
     if pattern is None:
         return None
     fields = list(_COUNTER_FIELD.finditer(pattern))
@@ -104,7 +104,7 @@ class KeyedFunctions:
         lo, hi = shift_range
         if lo > hi:
             raise KeyError_(f"date shift range {shift_range} is empty")
-        # A counter pattern's numbers come from the run's key service (veil.mapping), never from here.
+        # A counter pattern's numbers come from the run's key service (veil.keys.service), never from here.
         self.counter = counter_format(pseudonym_pattern)
         if self.counter is None and not _PATTERN_FIELD.search(pseudonym_pattern):
             raise KeyError_(

@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 # Modalities known to carry burned-in text (PS3.3 C.7.3.1.1.1 defined terms), the same set ``veil profile``
-# reports (veil.profile.BURNED_IN_MODALITIES; a test keeps the two equal): ultrasound and intravascular
+# reports (veil.inventory.profile.BURNED_IN_MODALITIES; a test keeps the two equal): ultrasound and intravascular
 # ultrasound, secondary capture, X-ray angiography and radiofluoroscopy, endoscopy, external-camera, ophthalmic,
 # intra-oral and general microscopy photography, whole slide microscopy (slide labels), panoramic X-ray,
 # documents, diaphanography, other. With them the secondary capture classes of PS3.4 B.5
@@ -53,7 +53,7 @@ def _matches(rule: PixelRule, info: Mapping[str, Any]) -> bool:
 
 
 def match_rule(policy: PixelPolicy, info: Mapping[str, Any]) -> PixelRule | None:
-    """The first rule whose match the header signature (``veil._core.peek``) satisfies, else None.
+    """The first rule whose match the header signature (``veil.core._core.peek``) satisfies, else None.
 
     With ``ultrasound_regions`` set on the policy, an ultrasound image no rule names gets the data-region rule.
     """
