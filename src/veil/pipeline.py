@@ -301,7 +301,16 @@ class Deidentifier:
         return pixels.redact_file(result.tobytes(), regions, sorted(found), fill=fill, output=output, path=path)
 
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
-        return self.rewrite(data, path).tobytes()
+        """One file in memory, as :meth:`process` writes it: the header rewritten and, under a recipe with a
+        ``pixels:`` section, the burned-in text redacted (or :class:`~veil.errors.MalformedDicom` raised where
+        the file would be quarantined)."""
+        result = self.rewrite(data, path)
+        try:
+            redacted = self._pixels(data, result, path) if self.pixel_policy is not None else None
+            return result.tobytes() if redacted is None else bytes(redacted.data)
+        finally:
+            if result.pixels is not None:
+                result.pixels.release()
 
     def process(
         self,

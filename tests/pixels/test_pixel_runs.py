@@ -225,3 +225,20 @@ def test_research_quarantines_an_image_at_risk_when_ocr_cannot_run(inputs, tmp_p
     assert sorted(p.name for p in out.glob("*.dcm")) == ["ct.dcm"]
     reasons = {row["status"]: row["reason"] for row in audit.read_audit(out).to_pylist()}
     assert "OCR (tesseract) is not available" in reasons["quarantined"]
+
+
+def test_the_bytes_api_redacts_as_a_run_does(inputs, tmp_path) -> None:
+    """``veil.deidentify_bytes`` under a recipe with pixel rules returns what ``veil run`` writes: the region
+    blanked, never the burned-in text; a file the run would quarantine raises instead."""
+    import veil
+
+    src, key, arr = inputs
+    recipe = site_recipe(tmp_path, "  at_risk: quarantine\n  rules:\n"
+                                   "    - {match: {Manufacturer: ACM*}, regions: [[0, 0, 10, 5]]}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(src / "acme.dcm"), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
+    output = next(p for p in out.rglob("*.dcm") if ".veil" not in p.relative_to(out).parts)
+    assert (pixels_of(output)[:5, :10] == 0).all()
+    assert veil.deidentify_bytes((src / "acme.dcm").read_bytes(), recipe=recipe, key=key) == output.read_bytes()
+    with pytest.raises(veil.MalformedDicom, match="at risk"):
+        veil.deidentify_bytes((src / "other.dcm").read_bytes(), recipe=recipe, key=key)
