@@ -45,12 +45,12 @@ from veil.recipes.reader import (
     _ALL_VRS,
     _EDITION,
     _MAX_LENGTH,
-    _NAME,
     _element,
     _line,
     _mask_text,
     _private_text,
     _Reader,
+    _required_name,
     _value_problem,
     _vr_choices,
     parse_tag,
@@ -106,12 +106,7 @@ def _parse_text(text: str, path: str, base_dir: Path | None) -> _Layer:
     rd = _Reader(path)
     root = rd.compose(text)
     top = rd.mapping(root, "the recipe", _TOP_KEYS)
-    for required in ("name", "version", "rules"):
-        if required not in top:
-            raise rd.fail(root, f"missing key {required!r}")
-    name = rd.string(top["name"][1], "name")
-    if not _NAME.fullmatch(name):
-        raise rd.fail(top["name"][1], f"name {name!r}: use lower case letters, digits and . + -")
+    name = _required_name(rd, root, top)
     version_value = rd.scalar(top["version"][1], "version")
     if isinstance(version_value, float):
         raise rd.fail(top["version"][1], f"version {version_value!r} must be a string: quote it")

@@ -31,7 +31,7 @@ import yaml
 
 from veil.errors import RecipeError
 from veil.recipes.paths import pixel_rules_dir
-from veil.recipes.reader import _NAME, _line, _Reader
+from veil.recipes.reader import _line, _Reader, _required_name
 
 __all__ = ["AT_RISK_ACTIONS", "PIXEL_MATCH_KEYS", "PixelPolicy", "PixelRule", "load_pixel_rules"]
 
@@ -270,12 +270,7 @@ def load_pixel_rules(name_or_path: str | os.PathLike[str]) -> tuple[PixelRule, .
     rd = _Reader(str(path))
     root = rd.compose(content)
     top = rd.mapping(root, "the pixel rule library", _PIXEL_LIBRARY_KEYS)
-    for required in ("name", "version", "rules"):
-        if required not in top:
-            raise rd.fail(root, f"missing key {required!r}")
-    name = rd.string(top["name"][1], "name")
-    if not _NAME.fullmatch(name):
-        raise rd.fail(top["name"][1], f"name {name!r}: use lower case letters, digits and . + -")
+    _required_name(rd, root, top)
     if isinstance(rd.scalar(top["version"][1], "version"), float):
         raise rd.fail(top["version"][1], "version must be a string: quote it")
     return tuple(_parse_pixel_rules(rd, top["rules"][1]))

@@ -228,3 +228,15 @@ def _value_problem(vr: str, value: str) -> str | None:
     if syntax is not None and value and not syntax.fullmatch(value):
         return f"{value!r} is not a valid {vr} value"
     return None
+
+
+def _required_name(rd: _Reader, root: yaml.Node, top: dict[str, Any]) -> str:
+    """The ``name`` of a recipe or a pixel rule library, after checking that the keys both need are there
+    (``name``, ``version``, ``rules``) and that the name is one a file or a layer can be called by."""
+    for required in ("name", "version", "rules"):
+        if required not in top:
+            raise rd.fail(root, f"missing key {required!r}")
+    name = rd.string(top["name"][1], "name")
+    if not _NAME.fullmatch(name):
+        raise rd.fail(top["name"][1], f"name {name!r}: use lower case letters, digits and . + -")
+    return name
