@@ -457,3 +457,20 @@ def test_tallies_add_up_and_count_an_audit_the_same_way(tmp_path: Path) -> None:
     both = one + Tally(1, 1, 0, 0, 4, 4, Counter(), Counter({"KEEP": 1, "UID": 2}))
     assert both == Tally(3, 2, 0, 1, 14, 9, Counter({"x": 1}), Counter({"KEEP": 4, "UID": 2}))
     assert one.files == 2  # + makes a new tally
+
+
+def test_output_temporaries_of_stopped_workers_are_swept_outside_the_veil_folder(tmp_path) -> None:
+    """After a run stopped on a full disk: the ``.NAME.veil-tmp`` files beside outputs go, outputs and the
+    audit's own files stay (the audit's temporaries have their own sweep)."""
+    from veil.audit.layout import sweep_output_temporaries
+
+    (tmp_path / "p1" / "s1").mkdir(parents=True)
+    (tmp_path / ".veil" / "audit").mkdir(parents=True)
+    half = [tmp_path / "p1" / "s1" / ".i0001.dcm.veil-tmp", tmp_path / ".i0002.dcm.veil-tmp"]
+    kept = [tmp_path / "p1" / "s1" / "i0003.dcm", tmp_path / ".veil" / "audit" / ".x.veil-tmp",
+            tmp_path / "p1" / "not-ours.veil-tmp"]
+    for path in half + kept:
+        path.write_bytes(b"x")
+    assert sweep_output_temporaries(tmp_path) == 2
+    assert not any(p.exists() for p in half)
+    assert all(p.exists() for p in kept)

@@ -10,6 +10,7 @@ from veil.audit.layout import (
     part_path,
     pixels_path,
     quarantine_dir,
+    sweep_output_temporaries,
     sweep_temporaries,
     veil_dir,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "counts_from_mapping",
     "write_shard",
     "counts_matrix",
+    "sweep_output_temporaries",
     "sweep_temporaries",
     "completed_shards",
     "read_audit",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
+    "sweep_output_temporaries",
     "veil_dir",
     "audit_dir",
     "actions_path",
@@ -138,5 +139,21 @@ def sweep_temporaries(dst: Path | str) -> int:
             for stray in directory.glob(pattern):
                 with contextlib.suppress(FileNotFoundError):
                     stray.unlink()
+                    removed += 1
+    return removed
+
+
+def sweep_output_temporaries(dst: Path | str) -> int:
+    """Removes the ``.NAME.veil-tmp`` files that stopped workers left beside the outputs (a write cut short by
+    a full disk or a kill; a resumed shard would replace them, but on a full disk they hold space and look like
+    output). Walks DST outside ``.veil``; call it only once the run's workers are stopped. Returns how many."""
+    removed = 0
+    for directory, folders, files in os.walk(dst):
+        if directory == os.fspath(dst):
+            folders[:] = [f for f in folders if f != veil_dir(dst).name]
+        for name in files:
+            if name.startswith(".") and name.endswith(".veil-tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
                     removed += 1
     return removed

@@ -38,6 +38,7 @@ from veil.audit import (
     completed_shards,
     manifest_path,
     read_manifest,
+    sweep_output_temporaries,
     sweep_temporaries,
     veil_dir,
     write_manifest,
@@ -224,6 +225,9 @@ def run(
                     progress(summary, executor.in_flight)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # The executor has stopped its workers (leaving the with block): what they were half-way through
+            # writing goes, so every output left is whole and the space is free for the resume.
+            sweep_output_temporaries(dst)
             raise FatalRunError(f"{options.dst}: disk full; finished shards are kept, rerun with --resume") from None
         raise
     if options.reid_table and key is not None and reid_writer is not None:
