@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 from veil.errors import KeyError_, VeilError
@@ -62,7 +61,7 @@ def _compiled(recipe: RecipeLike) -> CompiledRecipe:
 def _key(key: KeyLike, compiled: CompiledRecipe) -> Key | None:
     """The key given (a Key, 32 raw bytes or a key file path), else ``VEIL_KEY``, else None where the recipe
     needs none; a recipe with keyed actions and no key anywhere is an error, as in ``veil run``."""
-    from veil.keys import KEY_ENV, KEY_SIZE, Key
+    from veil.keys import KEY_SIZE, Key, run_key
 
     if isinstance(key, Key):
         return key
@@ -70,11 +69,7 @@ def _key(key: KeyLike, compiled: CompiledRecipe) -> Key | None:
         if len(key) != KEY_SIZE:
             raise KeyError_(f"a veil key is {KEY_SIZE} bytes, this one {len(key)}")
         return Key(key)
-    if key is not None:
-        return load_key(key)
-    if os.environ.get(KEY_ENV) or compiled.recipe.requires_key:
-        return load_key(None)
-    return None
+    return run_key(key, required=compiled.recipe.requires_key)
 
 
 def deidentify(
@@ -145,7 +140,7 @@ def deidentify_file(
     :class:`~veil.pipeline.FileOutcome`: ``status`` is ``"written"``, or ``"quarantined"`` with a ``reason``
     when the file cannot be read fully (then nothing is written). No audit: use :func:`deidentify` for that."""
     worker = _deidentifier(recipe, key, "deidentify_file")
-    return worker.deidentify_file(os.fspath(src), Path(dst))
+    return worker.deidentify_file(os.fspath(src), os.fspath(dst))
 
 
 def deidentify_bytes(data: bytes, *, recipe: RecipeLike = "research", key: KeyLike = None) -> bytes:

@@ -130,4 +130,4 @@ def test_ray_missing_is_a_clear_error(archive: tuple[Path, Path], tmp_path: Path
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(FatalRunError, match=r"veil\[ray\]"):
         veil.deidentify(src, tmp_path / "out", recipe="research", key=key_path, workers=2, ray=True)
-    assert not _files(tmp_path / "out") if (tmp_path / "out").exists() else True
+    assert not (tmp_path / "out").exists() or not _files(tmp_path / "out")

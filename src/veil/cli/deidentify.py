@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ def command(args: argparse.Namespace) -> int:
     """``veil run --workers 1``: the same engine in this process (same outputs, audit under ``DST/.veil`` and
     quarantine copies), with this command's summary and a line on stderr for each quarantined input."""
     import veil.engine as engine
-    from veil.keys import load_key
+    from veil.keys import run_key
     from veil.recipes import compile_recipe, load_recipe
 
     recipe = load_recipe(args.recipe)
@@ -39,7 +38,7 @@ def command(args: argparse.Namespace) -> int:
               "the key service of a run: use `veil run --reid-table TABLE`, which keeps the numbers",
               file=sys.stderr)
         return EXIT_FATAL
-    key = load_key(args.key) if (args.key or os.environ.get("VEIL_KEY") or recipe.requires_key) else None
+    key = run_key(args.key, required=recipe.requires_key)
     started = time.perf_counter()
     try:
         run = engine.run(engine.RunOptions(src=str(args.src), dst=str(args.dst), workers=1), compiled, key)

@@ -52,12 +52,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def command(args: argparse.Namespace) -> int:
     import veil.engine as engine
-    from veil.keys import load_key
+    from veil.keys import run_key
     from veil.recipes import compile_recipe, load_recipe
 
     recipe = load_recipe(args.recipe)
     compiled = compile_recipe(recipe)
-    key = load_key(args.key) if (args.key or os.environ.get("VEIL_KEY") or recipe.requires_key) else None
+    key = run_key(args.key, required=recipe.requires_key)
     if args.reid_table and key is None:
         print("veil run: error: --reid-table needs a key", file=sys.stderr)
         return EXIT_FATAL

@@ -159,8 +159,9 @@ def run(
         shard_files = options.shard_files
     else:
         shard_files, inputs = choose_shard_files(inputs, options.workers)
-    done = completed_shards(dst) if options.resume else set()
-    fresh = not options.resume and not completed_shards(dst)  # no audit row from an earlier run
+    completed = completed_shards(dst)
+    done = completed if options.resume else set()
+    fresh = not options.resume and not completed  # no audit row from an earlier run
     if options.resume:
         sweep_temporaries(dst)  # what the killed run was half-way through writing
     if previous.get("reid_table") and not options.reid_table and done:

@@ -16,7 +16,7 @@ from veil.keys.functions import (
     KeyedFunctions,
     counter_format,
 )
-from veil.keys.material import KEY_ENV, KEY_SIZE, Key, generate_key_file, load_key
+from veil.keys.material import KEY_ENV, KEY_SIZE, Key, generate_key_file, load_key, run_key
 
 __all__ = ["Key", "KeyedFunctions", "CounterFormat", "CounterPseudonymError", "counter_format", "generate_key_file",
-           "load_key", "KEY_ENV", "KEY_SIZE", "COUNTER_EXTRA_DIGITS", "COUNTER_MAX_WIDTH"]
+           "load_key", "run_key", "KEY_ENV", "KEY_SIZE", "COUNTER_EXTRA_DIGITS", "COUNTER_MAX_WIDTH"]

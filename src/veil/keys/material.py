@@ -18,7 +18,7 @@ import blake3
 
 from veil.errors import KeyError_
 
-__all__ = ["Key", "generate_key_file", "load_key", "KEY_ENV", "KEY_SIZE"]
+__all__ = ["Key", "generate_key_file", "load_key", "run_key", "KEY_ENV", "KEY_SIZE"]
 
 KEY_SIZE = 32
 KEY_ENV = "VEIL_KEY"  # 64 hex digits: the key material itself, for environments without a key file
@@ -83,3 +83,11 @@ def load_key(path: str | os.PathLike[str] | None = None, *, environ: dict[str, s
     if len(data) != KEY_SIZE:
         raise KeyError_(f"{p}: a veil key file holds exactly {KEY_SIZE} bytes, this one {len(data)}")
     return Key(data)
+
+
+def run_key(path: str | os.PathLike[str] | None, *, required: bool) -> Key | None:
+    """The key a run uses: the file at ``path``, else ``$VEIL_KEY``, else none where the recipe needs none
+    (``required`` false); a recipe with keyed actions and no key anywhere is an error (:func:`load_key`'s)."""
+    if path is not None or os.environ.get(KEY_ENV) or required:
+        return load_key(path)
+    return None
