@@ -66,6 +66,8 @@ def command(args: argparse.Namespace) -> int:
         )
     console.print(table)
     console.print("elements by action: " + ", ".join(f"{k.lower()} {v}" for k, v in result.counts.items()))
+    if result.identity:  # how many identity values of each kind the cleaner and verify know (never the values)
+        console.print("identity values by kind: " + ", ".join(f"{k} {v}" for k, v in result.identity.items()))
     if result.throwaway_key:
         console.print(
             "keyed values (UIDs, pseudonyms, shifted dates) come from a throwaway key: pass --key to see the real ones"

@@ -159,3 +159,11 @@ def peek(data: ReadableBuffer, path: str = "") -> dict[str, Any]:
     manufacturer, manufacturer_model_name, software_versions, image_type, burned_in_annotation,
     specific_character_set, study_date.
     """
+
+def identity_values(data: ReadableBuffer, path: str = "") -> list[tuple[int, str, bytes]]:
+    """(tag, VR, value without trailing space or NUL) of every identity element at any depth: every PN (private
+    ones in explicit VR), every attribute of ``veil.core.identity.IDENTITY_TAGS``, Manufacturer,
+    ManufacturerModelName and SoftwareVersions; the File Meta's MediaStorageSOPInstanceUID first. Stops at the
+    top-level Pixel Data and, quietly, at a top-level element that runs past the end of the buffer (a head).
+    Raises MalformedDicom like :func:`peek`. ``veil.core.identity.identity_from_values`` makes it a FileIdentity.
+    """

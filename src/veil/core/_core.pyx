@@ -70,3 +70,4 @@ include "result.pxi"       # RewriteResult, and how a walk's output becomes one 
 include "rewriter_io.pxi"  # Rewriter.rewrite_file: read, map or read around the pixels, write, rename
 include "scan.pxi"         # scan_directory, the listing of veil run
 include "peek.pxi"         # peek: the values later stages need, from the top level
+include "identity.pxi"     # identity_values: the identity elements at every depth

@@ -7,7 +7,9 @@ default, default; private creators and private blocks by creator. The same walk 
 summary behind ``veil run --dry-run``: which rules fired how often, and which tags and private creators no
 rule names.
 
-Values are shown as they are (the operator's own preview on their own machine), cut to 64 characters.
+Values are shown as they are (the operator's own preview on their own machine), cut to 64 characters. The
+file's identity (:mod:`veil.core.identity`, the model the cleaner and verify use) is summarised by kind: how
+many values of each kind, never the values.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydicom.dataset import Dataset
 
 from veil.core.dataset import Node, element_bytes, walk_dataset
 from veil.core.dictionary import dictionary_entry
+from veil.core.identity import identity_from_dataset
 from veil.core.plan import Action, Plan, RuleChoice, explain_rule
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KEY_SIZE, Key, KeyedFunctions
@@ -106,6 +109,7 @@ class Inspection:
     transfer_syntax: str
     rows: tuple[ElementRow, ...]
     counts: dict[str, int]
+    identity: dict[str, int]  # kind -> how many identity values of that kind the input holds (no values)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +119,7 @@ class Inspection:
             "throwaway_key": self.throwaway_key,
             "transfer_syntax": self.transfer_syntax,
             "counts": self.counts,
+            "identity": self.identity,
             "elements": [
                 {
                     "path": r.path,
@@ -190,6 +195,7 @@ def inspect_bytes(
         transfer_syntax=result.transfer_syntax,
         rows=tuple(rows),
         counts=counts,
+        identity=dict(sorted(identity_from_dataset(before).counts().items())),
     )
 
 
