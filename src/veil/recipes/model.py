@@ -35,6 +35,7 @@ class _Layer:
     rules: tuple[RecipeRule, ...]
     base_dir: Path | None
     pixels: _PixelSection | None = None
+    vocabulary: tuple[str, ...] = ()  # words this file adds to the free-text vocabulary, lower case
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Recipe:
     rules: tuple[RecipeRule, ...]
     layers: tuple[str, ...] = field(default=())  # "name version" of every file that contributed, base first
     pixels: PixelPolicy | None = None  # the resolved ``pixels:`` section; None when no layer has one
+    vocabulary: tuple[str, ...] = ()  # words every layer's ``vocabulary:`` adds, lower case, sorted, unique
 
     @property
     def requires_key(self) -> bool:
@@ -84,6 +86,8 @@ class Recipe:
         }
         if self.pixels is not None:  # only then: recipes without pixel rules keep their content hash
             out["pixels"] = self.pixels.canonical()
+        if self.vocabulary:  # likewise: a recipe without ``vocabulary:`` keeps its content hash
+            out["vocabulary"] = list(self.vocabulary)
         return out
 
     @functools.cached_property
@@ -114,6 +118,8 @@ class Recipe:
             lines.append(
                 "parameters: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(self.parameters.items()))
             )
+        if self.vocabulary:
+            lines.append(f"vocabulary ({len(self.vocabulary)} words added): " + " ".join(self.vocabulary))
         lines.append(f"rules ({len(self.rules)}):")
         dummies = self.parameters.get("dummy", {})
         for r in self.rules:

@@ -71,8 +71,9 @@ _TOP_KEYS = {
     "parameters",
     "rules",
     "pixels",
+    "vocabulary",
 }
-_OPTION_KEYS = {"name", "version", "edition", "kind", "description", "rules"}
+_OPTION_KEYS = {"name", "version", "edition", "kind", "description", "rules", "vocabulary"}
 _RULE_KEYS = {"keyword", "tag", "vr", "action", "value", "name"}
 _DEFAULT_KEYS = {"public", "private", "sequence"}
 _PARAMETER_KEYS = {"date_shift_days", "pseudonym_pattern", "age_cap", "dummy"}
@@ -166,7 +167,24 @@ def _parse_text(text: str, path: str, base_dir: Path | None) -> _Layer:
         tuple(rules),
         base_dir,
         _parse_pixels(rd, top["pixels"][1], base_dir) if "pixels" in top else None,
+        _parse_vocabulary(rd, top["vocabulary"][1]) if "vocabulary" in top else (),
     )
+
+
+def _parse_vocabulary(rd: _Reader, node: yaml.Node) -> tuple[str, ...]:
+    """``vocabulary: [word, ...]``: words the free-text cleaner may keep besides veil's own, lower case."""
+    words: list[str] = []
+    for item in rd.sequence(node, "vocabulary"):
+        word = rd.string(item, "a vocabulary word").strip()
+        if not word:
+            raise rd.fail(item, "a vocabulary word may not be empty")
+        if any(c.isspace() for c in word):
+            raise rd.fail(item, f"vocabulary: {word!r} holds white space; list one word an item")
+        if not word.isprintable() or "\\" in word:
+            raise rd.fail(item, f"vocabulary: {word!r} holds a control character or a backslash")
+        if word.lower() not in words:
+            words.append(word.lower())
+    return tuple(words)
 
 
 def _parse_parameters(rd: _Reader, node: yaml.Node) -> dict[str, tuple[Any, int]]:

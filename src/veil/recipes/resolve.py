@@ -67,6 +67,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
             {},
             option_rules,
             (f"{layer.name} {layer.version}",),
+            vocabulary=tuple(sorted(set(layer.vocabulary))),
         )
     rules: dict[str, RecipeRule] = {}
     defaults: dict[str, str] = {}
@@ -75,6 +76,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
     layers: tuple[str, ...] = ()
     base_name = None
     base_pixels: PixelPolicy | None = None
+    vocabulary: set[str] = set()
     if layer.extends is not None:
         base_name, line = layer.extends
         if base_name in stack or base_name == layer.name:
@@ -84,6 +86,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
         base_layer = _named_layer(base_name, "profile", layer.base_dir, line, fail)
         base = _resolve(base_layer, stack + (layer.name,))
         base_pixels = base.pixels
+        vocabulary.update(base.vocabulary)
         if edition is not None and base.edition and edition != base.edition:
             raise fail(line, f"edition {edition} but {base_name} follows PS3.15 {base.edition}")
         edition = edition or base.edition
@@ -102,6 +105,8 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
             rules[r.match] = r
             option_lines[r.match] = line
         layers += (f"{option.name} {option.version}",)
+        vocabulary.update(option.vocabulary)
+    vocabulary.update(layer.vocabulary)
     for r in layer.rules:
         rules[r.match] = r
         option_lines.pop(r.match, None)
@@ -156,6 +161,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
         ordered,
         layers,
         _merge_pixels(base_pixels, layer.pixels),
+        tuple(sorted(vocabulary)),
     )
 
 
@@ -206,6 +212,10 @@ def diff_recipes(a: str | os.PathLike[str] | Recipe, b: str | os.PathLike[str] |
                 f"parameters.{key}: {_fmt(va) if va is not None else '-'} -> "
                 f"{_fmt(vb) if vb is not None else '-'}"
             )
+    added = sorted(set(rb.vocabulary) - set(ra.vocabulary))
+    dropped = sorted(set(ra.vocabulary) - set(rb.vocabulary))
+    if added or dropped:
+        lines.append("vocabulary: " + " ".join([f"+{w}" for w in added] + [f"-{w}" for w in dropped]))
     rules_a = {r.match: r for r in ra.rules}
     rules_b = {r.match: r for r in rb.rules}
 
