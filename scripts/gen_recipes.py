@@ -6,7 +6,7 @@ Reads ``../shared/standard/ps3.15_2026d_table_E.1-1.json`` (with E.1-1a and E.3.
 Table E.1-1. Output is sorted and stable: running it twice gives the same bytes, and ``tests/test_recipe.py``
 fails when the committed files drift from what this script writes.
 
-    python scripts/gen_recipes.py                 # rewrite src/veil/recipes/*.yml (the generated ones)
+    python scripts/gen_recipes.py                 # rewrite src/veil/recipes/shipped/*.yml (the generated ones)
     python scripts/gen_recipes.py --check         # exit 1 if they differ from the committed files
 """
 
@@ -28,9 +28,9 @@ from veil.recipes import parse_tag  # noqa: E402
 from veil.recipes.freetext import CLEANABLE_VRS  # noqa: E402
 
 DEFAULT_STANDARD = ROOT.parent / "shared" / "standard"
-DEFAULT_OUT = ROOT / "src" / "veil" / "recipes"
+DEFAULT_OUT = ROOT / "src" / "veil" / "recipes" / "shipped"
 EDITION = "2026d"
-VERSION = f"{EDITION}.1"  # bump the suffix when the generator's choices change
+VERSION = f"{EDITION}.2"  # bump the suffix when the generator's choices change
 SCHEMA = "pymedphys-deid-table/1"
 PRIVATE_ROW = "(gggg,eeee) where gggg is odd"
 
@@ -272,6 +272,12 @@ def generate_option(e11: dict, e310: dict, column: str) -> str:
     if has_clean:
         body += ["  # " + line for line in CLEAN_NOTE["dates" if column in DATE_COLUMNS else "other"]]
     body += [line for _, line in sorted(entries)]
+    if column == "clean_structured_content":
+        body += [
+            "  # Not in Table E.1-1: the text of the content items this option walks (PS3.15 E.3.4 cleans",
+            '  # "information encoded in SR Content Items"); without it the profile would keep it as it is.',
+            "  - {keyword: TextValue, action: clean}  # (0040,A160) C (E.3.4)",
+        ]
     if column == "retain_safe_private":
         body += generate_safe_private(e310)
     return "\n".join(body) + "\n"

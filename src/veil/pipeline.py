@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from veil.core._core import Rewriter, RewriteResult, peek
+from veil.core._core import Rewriter, RewriteResult, identity_values, peek
+from veil.core.identity import identity_from_values
 from veil.core.plan import Action, Plan
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import CounterFormat, CounterPseudonymError, KeyedFunctions
@@ -30,23 +31,6 @@ if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pix
     from veil.recipes import PixelPolicy
 
 __all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter"]
-
-# The peek values whose words free-text cleaning removes from descriptions of the same file.
-_IDENTIFYING_PEEK_VALUES = (
-    "patient_name",
-    "patient_id",
-    "patient_birth_date",
-    "patient_address",
-    "patient_telephone_numbers",
-    "accession_number",
-    "institution_name",
-    "referring_physician_name",
-    "station_name",
-    "performing_physician_name",
-    "operators_name",
-    "other_patient_ids",
-    "study_id",
-)
 
 
 class FileOutcome(NamedTuple):
@@ -241,64 +225,29 @@ class Deidentifier:
         """The de-identified file in memory: ``result.tobytes()``, or ``result.parts()`` to write.
 
         Plans without free-text cleaning take the fast path: the core finds PatientID itself for the date
-        shift. Plans that clean free text first peek at the file's own identifying values (names, IDs, birth
-        date, address, ...; they come after the descriptions in the stream) so the cleaner removes them
-        wherever they are echoed; the values stay in memory for this file only.
+        shift. Plans that clean free text first read the file's identity (``veil.core.identity``: every person
+        name, ID, birth date, address, ... at any depth; they come after the descriptions in the stream) so the
+        cleaner removes its words wherever they are echoed; the values stay in memory for this file only.
         """
         if self.plan.callback is None:
             return self._rewriter.rewrite(data, None, path)
-        info = peek(data, path)
-        days = self.functions.date_shift(info["patient_id"] or "") if self.functions is not None else 0
-        with freetext.file_identifiers(info[name] for name in _IDENTIFYING_PEEK_VALUES):
-            return self._rewriter.rewrite(data, days, path)
+        identity = identity_from_values(identity_values(data, path))
+        with freetext.file_identity(identity):
+            return self._rewriter.rewrite(data, None, path)  # the core finds PatientID for the date shift
 
     def _pixels(self, data: mmap.mmap | bytes, result: RewriteResult, path: str) -> pixels.Redaction | None:
-        """Burned-in text (recipe ``pixels:``): None to keep the pixels, or the redacted output and its record.
+        """Burned-in text (recipe ``pixels:``): None to keep the pixels as the rewrite wrote them, or the
+        redacted output and its record (:func:`veil.pixels.screen.check_image`: header triage, the pre-filter
+        on every other image, the text detector and recognizer, the redaction). Rules match the input's header
+        signature (the output may no longer name the manufacturer). Detection that cannot run, or pixels that
+        cannot be decoded, raise MalformedDicom: the file is quarantined, never passed unexamined."""
+        from veil.pixels import screen
 
-        Rules match the input's header signature (the output may no longer name the manufacturer). Images at
-        risk that no rule names are detected with OCR, redacted whole, quarantined or only flagged, as the
-        policy says; OCR that cannot run fails closed (the file is quarantined). An ultrasound data-region rule
-        on an image that describes no data regions is decided as if no rule named it (at risk unless it says
-        BurnedInAnnotation NO): detection can find the text where no data region says where it is not.
-        """
-        import veil.pixels as pixels
-        from veil.pixels import ocr
-
-        policy = self.pixel_policy
-        assert policy is not None  # only called for a Deidentifier with a pixel policy
-        info = peek(data, path)
-        decision = pixels.decide(policy, info)
-        if not info["rows"]:
-            return None  # no image in this instance
-        fill, output = policy.fill, policy.output
-        if (decision.action == "redact" and decision.rule is not None and decision.rule.ultrasound_regions
-                and not decision.rule.regions and not pixels.ultrasound_data_regions(result.header, path)):
-            decision = pixels.PixelDecision(policy.at_risk if pixels.at_risk(info) else "keep")
-        if decision.action in ("keep", "flag"):
-            return None
-        if decision.action == "redact":
-            return pixels.redact_file(result.tobytes(), rule=decision.rule, fill=fill, output=output, path=path)
-        if decision.action == "redact-all":
-            rows, columns = int(info["rows"] or 0), int(info["columns"] or 0)
-            return pixels.redact_file(result.tobytes(), [(0, 0, columns, rows)], fill=fill, output=output, path=path)
-        if decision.action == "quarantine":
-            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and no rule names them (policy: quarantine)")
-        # detect: OCR the frames, redact the words that match this file's identifiers or patterns.
-        if not ocr.available():
-            raise MalformedDicom(path, 0, "pixels at risk of burned-in text and OCR (tesseract) is not available "
-                                           "(install veil[ocr] and the tesseract-ocr package)")
-        frames = pixels.decoded_frames(result.tobytes(), path)
-        boxes = ocr.detect_text(frames)
-        found = ocr.regions_to_redact(
-            boxes,
-            (info[name] for name in _IDENTIFYING_PEEK_VALUES),
-            all_text=policy.text == "all",
-            margin=policy.margin,
-        )
-        if not found:
-            return None
-        regions = sorted({region for frame_regions in found.values() for region in frame_regions})
-        return pixels.redact_file(result.tobytes(), regions, sorted(found), fill=fill, output=output, path=path)
+        assert self.pixel_policy is not None  # only called for a Deidentifier with a pixel policy
+        series = getattr(self, "_series_regions", None)
+        if series is None:  # regions found on a series, for its later slices (this worker, this run)
+            series = self._series_regions = screen.SeriesRegions()
+        return screen.check_image(self.pixel_policy, peek(data, path), result, data, path, series=series)
 
     def deidentify_bytes(self, data: bytes, path: str = "") -> bytes:
         """One file in memory, as :meth:`process` writes it: the header rewritten and, under a recipe with a

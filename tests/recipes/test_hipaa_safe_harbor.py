@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from veil.cli.main import main
+from veil.core.identity import IDENTITY_TAGS
 from veil.core.plan import Action
 from veil.keys import load_key
 from veil.recipes import compile_recipe
@@ -161,7 +162,10 @@ def test_names_and_ids_in_lo_and_sh_elements_the_table_does_not_list_are_gone(
         keep = tag in kept_exact or (
             tag not in identifying and plan.rule_for_public(tag, vr).action == Action.KEEP
         )
-        planted[tag] = code if keep else mrn if vr == "SH" else f"Dr {family} {mrn} liver"
+        # An identity attribute (Device ID, the retired order numbers: veil.core.identity) gets the name and
+        # number alone: its words are the file's identity words, which the cleaner removes everywhere.
+        identity = tag in IDENTITY_TAGS
+        planted[tag] = code if keep else mrn if vr == "SH" or identity else f"Dr {family} {mrn} liver"
     item = Dataset()
     for target in (ds, item):
         for tag, vr in elements:

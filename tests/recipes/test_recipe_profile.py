@@ -63,6 +63,7 @@ RECIPES = {
             0x00402017: A.PSEUDO,  # FillerOrderNumberImagingServiceRequest
             0x00101010: A.AGE,  # PatientAge
             0x0072005F: A.AGE,  # SelectorASValue
+            0x00102180: A.REMOVE,  # Occupation: removed, not cleaned (a quasi-identifier; since 1.3)
             # Basic empties these Type 3 references (an empty sequence is invalid); research walks them with
             # the UIDs remapped, hipaa removes them.
             0x00081110: A.RECURSE,  # ReferencedStudySequence
@@ -74,7 +75,7 @@ RECIPES = {
         {
             0x00101010: A.AGE,  # PatientAge
             0x0072005F: A.AGE,  # SelectorASValue
-            0x00181000: A.REMOVE,  # DeviceSerialNumber
+            0x00102180: A.REMOVE,  # Occupation: removed, not cleaned (a quasi-identifier; since 1.3)
             0x30080105: A.REMOVE,  # SourceSerialNumber
             0x0018700A: A.REMOVE,  # DetectorID
             0x3010002D: A.REMOVE,  # DeviceLabel

@@ -9,7 +9,7 @@ from pathlib import Path
 from veil._version import __version__
 from veil.core.plan import Action, Inserted, Plan, Rule
 from veil.errors import RecipeError
-from veil.recipes.freetext import clean_element
+from veil.recipes.freetext import Cleaner, clean_element
 from veil.recipes.model import CompiledRecipe, Recipe
 from veil.recipes.parse import _parse_file
 from veil.recipes.resolve import _resolve, load_recipe
@@ -61,6 +61,13 @@ def marking(recipe: Recipe, shifts_dates: bool) -> tuple[Inserted, ...]:
     return tuple(inserted)
 
 
+def _cleaner(recipe: Recipe) -> Cleaner:
+    """The free-text callback: the shipped vocabulary, extended by the recipe's ``vocabulary:`` words (a
+    :class:`~veil.recipes.freetext.Cleaner` pickles with its words: process-pool and Ray workers get them)."""
+    extra = tuple(getattr(recipe, "vocabulary", ()) or ())
+    return Cleaner(extra) if extra else clean_element
+
+
 def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
     """The Plan of a resolved profile, and the keyed-function parameters it needs."""
     if not isinstance(recipe, Recipe):
@@ -106,7 +113,7 @@ def compile_recipe(recipe: Recipe | str | os.PathLike[str]) -> CompiledRecipe:
         default_public=Action.KEEP if recipe.defaults["public"] == "keep" else Action.REMOVE,
         default_private=Action.KEEP if recipe.defaults["private"] == "keep" else Action.REMOVE,
         age_cap=int(recipe.parameters.get("age_cap", 90)),
-        callback=clean_element if uses_call else None,
+        callback=_cleaner(recipe) if uses_call else None,
         insert=marking(recipe, shifts),
         name=f"{recipe.name} {recipe.version}",
     )
