@@ -72,7 +72,7 @@ def command(args: argparse.Namespace) -> int:
         shown = report.errors[:20]
         for f in shown:
             where = f"{f.file} {f.path}".strip()
-            what = " ".join(x for x in (f.keyword, f.kind, f.value) if x)
+            what = " ".join(x for x in (f.keyword, f.kind) if x)
             print(f"  - {f.category}: {where}: {what} {('- ' + f.detail) if f.detail else ''}".rstrip())
         if len(report.errors) > len(shown):
             print(f"  ... and {len(report.errors) - len(shown)} more (see the report)")

@@ -3,7 +3,8 @@
 Independent of the rewriter (it never imports the native core ``veil.core._core``), four checks:
 
 1. **Leak scan.** Every identifying value of every input is gathered, per patient, in memory only
-   (:class:`IdentifierSet`): each component of every person name at any depth, patient and other IDs,
+   (:class:`IdentifierSet`), from the one identity model the cleaner uses too (:mod:`veil.core.identity`:
+   which attributes are identity values and how they split into words): each component of every person name at any depth, patient and other IDs,
    accession, study, order and procedure numbers, the birth date in several spellings, addresses, telephone
    numbers, institution, station and device serial, and the original instance, series, study and frame of
    reference UIDs. Values the recipe keeps on purpose (their element's rule is KEEP) are not searched and
@@ -30,10 +31,12 @@ Independent of the rewriter (it never imports the native core ``veil.core._core`
    empties has no items are notes, not failures (PS3.5 7.4.5, 7.4.6: any Type 2 or 3 sequence may be sent
    with zero items).
 
-The matching rules that keep the leak scan free of noise are in :mod:`veil.verification.identifiers`.
+The matching rules that keep the leak scan free of noise are in :mod:`veil.verification.identifiers`, and the
+judging of coincidences (another patient's short name part inside a vendor word is a note, the patient's own
+name anywhere an error) in :mod:`veil.verification.leaks`.
 
-Nothing here writes an identifying value anywhere: the report shows each found value masked (first and last
-character), names files by relative path (masked where a path holds an identifying value) and never shows
+Nothing here writes an identifying value anywhere: a finding names the attribute path and the kind of value it
+matches, never the value (not even masked), names files by relative path (masked where a path holds an identifying value) and never shows
 an original UID.
 
 Modules: :mod:`~veil.verification.identifiers` (the inputs' identifying values and the matching rules),

@@ -97,9 +97,31 @@ def kept_findings(nodes: list[Node], after: Dataset, plan: Plan, rel: str) -> tu
                 Finding("kept attribute", rel, node.path, node.keyword, detail="missing in the output")
             )
             continue
-        if not _same_value(node.dataset, after, tag):
+        if not _same_value(node.dataset, after, tag) and not _reencoded(node.dataset, after, tag):
             findings.append(Finding("kept attribute", rel, node.path, node.keyword, detail="value changed"))
     return compared, findings
+
+
+# Attributes that describe how the pixels are encoded, with the values a decoder may hand them on: a redacted
+# image is decoded and written again (say a JPEG Baseline YBR_FULL_422 ultrasound as RLE Lossless), and the
+# colour space and plane order change with the encoding (PS3.5 8.2.1, PS3.3 C.7.6.3.1.2). Nothing else may.
+_COLOUR_SPACES = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT"})
+_PHOTOMETRIC_INTERPRETATION = 0x00280004
+_PLANAR_CONFIGURATION = 0x00280006
+
+
+def _reencoded(before: Dataset, after: Dataset, tag: int) -> bool:
+    """Whether a changed value is the encoding of pixels written again in another transfer syntax: the
+    colour space of a colour image (from one YBR or RGB form to another) or its plane order."""
+    if tag not in (_PHOTOMETRIC_INTERPRETATION, _PLANAR_CONFIGURATION):
+        return False
+    syntax = [str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "") for ds in (before, after)]
+    if not all(syntax) or syntax[0] == syntax[1]:
+        return False
+    if tag == _PLANAR_CONFIGURATION:
+        return True
+    values = [str(ds.get(tag).value if ds.get(tag) is not None else "").strip().upper() for ds in (before, after)]
+    return all(v in _COLOUR_SPACES for v in values)
 
 
 def _same_value(before: Dataset, after: Dataset, tag: int) -> bool:

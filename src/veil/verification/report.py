@@ -25,14 +25,14 @@ EXIT_FINDINGS = 4
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem in the outputs. ``value`` is always masked; ``severity`` "error" fails verification."""
+    """One problem in the outputs: where (file, element path, keyword) and of what kind; never the value,
+    not even masked. ``severity`` "error" fails verification; a "note" is listed only."""
 
     category: str  # "leak" | "integrity" | "kept attribute" | "conformance"
     file: str
     path: str = ""
     keyword: str = ""
     kind: str = ""
-    value: str = ""
     detail: str = ""
     severity: str = "error"  # "error" | "note"
 
@@ -44,7 +44,6 @@ class Finding:
             "path": self.path,
             "keyword": self.keyword,
             "kind": self.kind,
-            "value": self.value,
             "detail": self.detail,
         }
 
@@ -189,13 +188,13 @@ class VerifyReport:
         def table(findings: list[Finding]) -> str:
             rows = [
                 "<table><tr><th>#</th><th>category</th><th>file</th><th>element</th><th>keyword</th>"
-                "<th>identifier</th><th>value</th><th>detail</th></tr>"
+                "<th>identifier</th><th>detail</th></tr>"
             ]
             for i, f in enumerate(findings, 1):
                 rows.append(
                     f"<tr><td>{i}</td><td>{e(f.category)}</td><td><code>{e(f.file)}</code></td>"
                     f"<td><code>{e(f.path)}</code></td><td>{e(f.keyword)}</td><td>{e(f.kind)}</td>"
-                    f"<td><code>{e(f.value)}</code></td><td>{e(f.detail)}</td></tr>"
+                    f"<td>{e(f.detail)}</td></tr>"
                 )
             return "".join(rows) + "</table>"
 
@@ -230,13 +229,13 @@ def _md(text: str) -> str:
 
 def _markdown_findings(findings: list[Finding]) -> list[str]:
     rows = [
-        "| # | category | file | element | keyword | identifier | value | detail |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | category | file | element | keyword | identifier | detail |",
+        "|---|---|---|---|---|---|---|",
     ]
     for i, f in enumerate(findings, 1):
         rows.append(
             f"| {i} | {f.category} | `{_md(f.file)}` | `{_md(f.path)}` | {_md(f.keyword)} | {_md(f.kind)} | "
-            f"`{_md(f.value)}` | {_md(f.detail)} |"
+            f"{_md(f.detail)} |"
         )
     return rows
 

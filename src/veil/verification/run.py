@@ -21,7 +21,6 @@ from veil.verification.identifiers import (
     PATIENT_ID,
     PLACEHOLDERS,
     IdentifierSet,
-    mask_value,
 )
 from veil.verification.integrity import (
     Pair,
@@ -32,7 +31,7 @@ from veil.verification.integrity import (
     uid_text,
     uid_values,
 )
-from veil.verification.leaks import LeakScanner, locate
+from veil.verification.leaks import FILE_NAME, LeakScanner, locate, vocabulary_check
 from veil.verification.report import Finding, VerifyReport, hipaa_checklist
 
 __all__ = ["verify"]
@@ -166,7 +165,7 @@ def verify(
     pseudonym_findings(pairs, compiled, functions, reid_rows, findings, report)
 
     # 2. The leak scan of every output.
-    scanner = LeakScanner(identifiers)
+    scanner = LeakScanner(identifiers, vocabulary_check(getattr(compiled.recipe, "vocabulary", ()) or ()))
     scanned = scanned_bytes = 0
     started = time.perf_counter()
     output_items = sorted(outputs.items())
@@ -188,17 +187,18 @@ def verify(
         finally:
             if isinstance(data, mmap.mmap):
                 data.close()
-        for key_text, _ in scanner.search_text(rel.lower()):
-            pattern = scanner.patterns[key_text]
+        verdict = scanner.judge_text(rel.lower(), patient_of.get(rel), vr=FILE_NAME)
+        if verdict is not None:
+            error, kinds, reason = verdict
             findings.append(
                 Finding(
                     "leak",
                     scanner.redact(rel),
                     "(file name)",
                     "",
-                    ", ".join(sorted(pattern.kinds)),
-                    mask_value(pattern.display),
-                    "identifying value in the output's file name",
+                    kinds,
+                    f"in the output's file name: {reason}",
+                    "error" if error else "note",
                 )
             )
     scan_seconds = time.perf_counter() - started
