@@ -232,3 +232,9 @@ def test_review_refuses_a_folder_inside_dst_and_a_wrong_key(redacted_run, tmp_pa
     assert main(["audit", str(out), "--review", str(tmp_path / "rv"), "--key", str(other)]) == EXIT_FATAL
     assert "sealed with key" in capsys.readouterr().err
     assert not (tmp_path / "rv").exists()
+
+
+def test_the_audit_records_what_found_each_redaction(redacted_run) -> None:
+    out, _, _ = redacted_run
+    ((record,),) = audit.read_pixel_records(out).values()
+    assert record.source.startswith("pixel rule"), record.source

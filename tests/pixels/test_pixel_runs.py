@@ -75,11 +75,14 @@ def test_redact_all_blanks_the_whole_image(inputs, tmp_path) -> None:
 
 
 @pytest.mark.ocr
-def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> None:
-    from veil.pixels import ocr
+@pytest.mark.parametrize(("text", "left"), [("all", set()), ("identifiers", {"ABDOMEN"})])
+def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path, text, left) -> None:
+    """The text detector finds every line; ``text: all`` (research) blanks each one no safe annotation
+    explains, ``text: identifiers`` only those matching the file's values and identifier patterns."""
+    from veil.pixels import ocr, textdetect
 
-    if not ocr.available():
-        pytest.skip("tesseract-ocr / pytesseract not installed")
+    if not ocr.available() or not textdetect.available():
+        pytest.skip("tesseract-ocr / pytesseract or the text detector not installed")
     from test_ocr import planted, words
 
     arr = planted(8)  # "JOHN DOE", "ID 12345678", a date and "ABDOMEN" drawn into the image
@@ -91,12 +94,10 @@ def test_detect_finds_the_patients_name_burned_in_and_removes_it(tmp_path) -> No
     )
     key = tmp_path / "key"
     main(["keygen", str(key)])
-    recipe = site_recipe(tmp_path, "  at_risk: detect\n")
+    recipe = site_recipe(tmp_path, f"  at_risk: detect\n  text: {text}\n")
     out = tmp_path / "out"
     assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_OK
-    left = words(pixels_of(out / "sc.dcm")[None])
-    assert not left & {"JOHN", "DOE", "12345678"}
-    assert "ABDOMEN" in left
+    assert words(pixels_of(out / "sc.dcm")[None]) & {"JOHN", "DOE", "12345678", "ABDOMEN"} == left
     assert audit.read_audit(out).column("pixel_redaction").to_pylist() == [True]
 
 
@@ -186,9 +187,15 @@ def _us_file(layout: PixelLayout, arr: np.ndarray, regions: bool, **extra) -> by
     return make_file(layout, arr, Modality="US", **extra)
 
 
-def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_no(tmp_path) -> None:
-    """research's ultrasound rule keeps only the data regions; an image without them is decided as if no rule
-    named it: at risk, the recipe's policy (quarantine here, so no OCR runs), and kept where it says NO."""
+def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_no(tmp_path, monkeypatch) -> None:
+    """research's ultrasound rule keeps only the data regions (and blanks the text the detector finds in
+    them); an image without them is decided as if no rule named it: at risk, the recipe's policy (quarantine
+    here), or, where it says NO, pre-filtered and kept where no frame shows text."""
+    from veil.pixels import textdetect
+
+    monkeypatch.setattr(textdetect, "prefilter", lambda image, **_: False)  # a text-free image, whatever noise
+    monkeypatch.setattr(textdetect, "detect", lambda image, **_: [])
+    monkeypatch.setattr(textdetect, "unavailable_reason", lambda: None)
     arr = make_pixels(LAYOUT, seed=2)
     src = tmp_path / "in"
     src.mkdir()
@@ -199,7 +206,8 @@ def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_
     main(["keygen", str(key)])
     out = tmp_path / "out"
     recipe = site_recipe(tmp_path, "  at_risk: quarantine\n")
-    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key)]) == EXIT_QUARANTINED
+    assert main(["run", str(src), str(out), "--recipe", recipe, "--key", str(key), "--workers", "1"]) \
+        == EXIT_QUARANTINED
     assert not (out / "unknown.dcm").exists()
     frame = arr.reshape(LAYOUT.rows, LAYOUT.columns)
     assert (pixels_of(out / "says_no.dcm") == frame).all()
@@ -211,20 +219,25 @@ def test_ultrasound_without_data_regions_gets_the_at_risk_policy_unless_it_says_
     assert record.kept == ((8, 6, 32, 20),) and record.boxes == ()
 
 
-def test_research_quarantines_an_image_at_risk_when_ocr_cannot_run(inputs, tmp_path, monkeypatch) -> None:
-    """Fail closed: ``research`` detects text in images at risk; without tesseract it cannot, so the image is
-    quarantined with the reason, never written unexamined. An image not at risk is written as before."""
-    from veil.pixels import ocr
+def test_research_quarantines_an_image_at_risk_when_the_detector_cannot_run(inputs, tmp_path, monkeypatch) -> None:
+    """Fail closed: ``research`` detects text in images at risk; without the detector (onnxruntime or its
+    model files missing) it cannot, so the image is quarantined with the reason, never written unexamined.
+    An image not at risk whose pre-filter sees no text is written as before, its pixels untouched."""
+    from veil.pixels import textdetect
 
     src, key, arr = inputs  # two OT images (at risk, BurnedInAnnotation YES)
-    (src / "ct.dcm").write_bytes(make_file(LAYOUT, arr, Modality="CT", BurnedInAnnotation="NO",
+    y, x = np.mgrid[: LAYOUT.rows, : LAYOUT.columns]
+    smooth = (1000 + 10 * y + 10 * x).astype(np.uint16)[None, :, :, None]  # a text-free CT slice
+    (src / "ct.dcm").write_bytes(make_file(LAYOUT, smooth, Modality="CT", BurnedInAnnotation="NO",
                                            SOPClassUID="1.2.840.10008.5.1.4.1.1.2"))
-    monkeypatch.setattr(ocr, "available", lambda: False)
+    monkeypatch.setattr(textdetect, "unavailable_reason", lambda: "onnxruntime is not installed")
     out = tmp_path / "out"
-    assert main(["run", str(src), str(out), "--recipe", "research", "--key", str(key)]) == EXIT_QUARANTINED
+    assert main(["run", str(src), str(out), "--recipe", "research", "--key", str(key), "--workers", "1"]) \
+        == EXIT_QUARANTINED
     assert sorted(p.name for p in out.glob("*.dcm")) == ["ct.dcm"]
+    assert pydicom.dcmread(out / "ct.dcm").PixelData == pydicom.dcmread(src / "ct.dcm").PixelData
     reasons = {row["status"]: row["reason"] for row in audit.read_audit(out).to_pylist()}
-    assert "OCR (tesseract) is not available" in reasons["quarantined"]
+    assert "detector, which cannot run: onnxruntime is not installed" in reasons["quarantined"]
 
 
 def test_the_bytes_api_redacts_as_a_run_does(inputs, tmp_path) -> None:

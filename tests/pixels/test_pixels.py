@@ -317,9 +317,13 @@ def test_pixels_section_resolves_rules_in_order_with_wildcards(tmp_path) -> None
 def test_at_risk_policy_applies_to_images_no_rule_matches() -> None:
     policy = PixelPolicy(at_risk="flag")
     assert decide(policy, {"modality": "SC"}).action == "flag"
-    assert decide(policy, {"modality": "OT", "burned_in_annotation": "NO"}).action == "keep"
+    # Not at risk by the header: pre-filtered (BurnedInAnnotation NO is a claim, not a proof), or kept where
+    # the policy pre-filters nothing or the modality holds no burned-in text (segmentations, dose grids).
+    assert decide(policy, {"modality": "OT", "burned_in_annotation": "NO"}).action == "prefilter"
     assert decide(policy, {"modality": "CT", "burned_in_annotation": "YES"}).action == "flag"
-    assert decide(policy, {"modality": "CT"}).action == "keep"
+    assert decide(policy, {"modality": "CT"}).action == "prefilter"
+    assert decide(PixelPolicy(prefilter=False), {"modality": "CT"}).action == "keep"
+    assert decide(policy, {"modality": "SEG"}).action == "keep"
     assert at_risk({"modality": "MR", "sop_class_uid": "1.2.840.10008.5.1.4.1.1.7.4"})
     assert decide(PixelPolicy(ultrasound_regions=True), {"modality": "US"}).action == "redact"
 

@@ -57,7 +57,9 @@ class PixelRecord:
     docstring): boxes (frame, x, y, width, height; frame -1 every frame), kept regions (x, y, width, height),
     the image size, the AFTER-redaction thumbnail (uint8, rows x columns, longest side 128 at most) and the
     BEFORE one: set when writing, and when read back only with the project key (None otherwise).
-    ``before_sealed`` says, when read back, whether the store holds a sealed before-thumbnail for it."""
+    ``before_sealed`` says, when read back, whether the store holds a sealed before-thumbnail for it.
+    ``source`` says what found the boxes (``Redaction.source``: a pixel rule's name, "ultrasound regions",
+    "detector", "series", "redact-all", joined by " + "); empty in stores written before it was recorded."""
 
     row: int
     boxes: tuple[tuple[int, int, int, int, int], ...]
@@ -67,12 +69,14 @@ class PixelRecord:
     thumbnail: np.ndarray | None = field(default=None, repr=False, compare=False)
     before: np.ndarray | None = field(default=None, repr=False, compare=False)
     before_sealed: bool = field(default=False, compare=False)
+    source: str = ""
 
     @classmethod
     def from_redaction(cls, row: int, redaction: Any) -> PixelRecord:
         """From a ``veil.pixels.redact.Redaction`` (not imported here: the audit needs no pixel codecs)."""
         return cls(row, tuple(redaction.boxes), tuple(redaction.kept), redaction.rows, redaction.columns,
-                   redaction.thumbnail, getattr(redaction, "before", None))
+                   redaction.thumbnail, getattr(redaction, "before", None),
+                   source=str(getattr(redaction, "source", "") or ""))
 
 
 _THUMBNAIL = 128
@@ -178,7 +182,8 @@ def write_pixels(dst: Path, shard: int, records: Sequence[PixelRecord], rows: Se
          "reason": "no project key: the audit key of this run is derived from its run id, which is not secret"}
     )
     root = _open_store_group(pixels_path(dst), {"veil.audit.schema": AUDIT_SCHEMA_VERSION})
-    group = root.create_group(name, overwrite=True, attributes={"shard": shard, **state})
+    group = root.create_group(name, overwrite=True, attributes={
+        "shard": shard, **state, "sources": [record.source for record in records]})
     n = len(records)
     sizes = np.zeros((n, 4), dtype=np.int32)  # image rows, columns; thumbnail rows, columns
     thumbnails = np.zeros((n, _THUMBNAIL, _THUMBNAIL), dtype=np.uint8)
@@ -258,6 +263,7 @@ def read_pixel_records(dst: Path | str, shard: int | None = None,
         boxes = np.asarray(group["boxes"][:]).reshape(-1, 6)
         kept = np.asarray(group["kept"][:]).reshape(-1, 5)
         thumbnails = np.asarray(group["thumbnail"][:])
+        sources = list(group.attrs.get("sources", []))
         sealed = np.asarray(group["before_sealed"][:]) if state == _BEFORE_SEALED and aead is not None else None
         part = _part_rows(dst, number) if sealed is not None else []
         records = []
@@ -282,6 +288,7 @@ def read_pixel_records(dst: Path | str, shard: int | None = None,
                 thumbnail=thumbnails[i, :t_rows, :t_cols].copy(),
                 before=before,
                 before_sealed=state == _BEFORE_SEALED,
+                source=str(sources[i]) if i < len(sources) else "",
             ))
         out[number] = records
     return out

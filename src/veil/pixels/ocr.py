@@ -1,5 +1,9 @@
-"""Burned-in text detection: Tesseract (through pytesseract) on the frames that differ, boxes matched against
-the file's own identifying values and identifier patterns, returned as regions to redact.
+"""Burned-in text read by Tesseract (through pytesseract) on the frames that differ, and the matching of words
+against a file's own identifying values and identifier patterns (:func:`regions_to_redact`, which ``text:
+identifiers`` uses on the words the text detector reads, :mod:`veil.pixels.screen`).
+
+``veil run`` detects text with :mod:`veil.pixels.textdetect` (faster, and it finds more); Tesseract stays as
+the independent reader the tests check the outputs with.
 
 Tesseract is an optional system dependency (Debian ``tesseract-ocr``); :func:`available` says whether it can be
 run. Identical frames (a cine loop's static overlay, a repeated secondary capture) are recognised once: frames

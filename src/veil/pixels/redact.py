@@ -220,7 +220,9 @@ class Redaction:
     height; frame -1 is every frame), the data regions kept (ultrasound: everything outside them was
     blanked), and small thumbnails of the first redacted frame AFTER and BEFORE redaction (uint8, longest side
     :data:`~veil.pixels.thumbnails.THUMBNAIL_SIZE`). ``before`` carries the burned-in text: the audit stores it
-    only sealed under a key derived from the project key (``veil.audit``), never in clear."""
+    only sealed under a key derived from the project key (``veil.audit``), never in clear. ``source`` says what
+    found the boxes: ``"pixel rule NAME"``, ``"ultrasound regions"``, ``"detector"``, ``"series"`` (a region
+    found on an earlier image of the series), ``"redact-all"``, joined by ``" + "``."""
 
     data: bytes
     boxes: tuple[tuple[int, int, int, int, int], ...]
@@ -230,6 +232,7 @@ class Redaction:
     columns: int = 0
     transfer_syntax: str = ""
     before: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    source: str = ""
 
 
 def redact_file_bytes(
@@ -323,9 +326,17 @@ def _fill_for(ds: Dataset, layout: PixelLayout, fill: int) -> int | tuple[int, i
 
 def _layout(ds: Dataset, big_endian: bool, path: str) -> PixelLayout:
     try:
-        return PixelLayout.from_dataset(ds, big_endian)
+        layout = PixelLayout.from_dataset(ds, big_endian)
     except ValueError as exc:
         raise MalformedDicom(path, 0, str(exc)) from None
+    element = ds["PixelData"] if "PixelData" in ds else None
+    if big_endian and layout.bits_allocated == 8 and element is not None and element.VR == "OW":
+        # Explicit VR Big Endian is retired (PS3.5 A.3); 8-bit samples in an OW value are byte-swapped in pairs
+        # there, which the in-place blanking does not undo (a public palette file came out wrong): fail
+        # closed, blank nothing.
+        raise MalformedDicom(path, 0, "pixels to redact are in the retired Explicit VR Big Endian transfer "
+                                      "syntax, whose pixel byte order cannot be relied on")
+    return layout
 
 
 def _redact_encapsulated(

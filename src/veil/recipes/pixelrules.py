@@ -5,7 +5,8 @@ and checked with file and line, merged through the layers into one :class:`Pixel
     library: [ultrasound]          # rule files in recipes/shipped/pixels/ (or beside the recipe), one rule a line
     ultrasound_regions: true       # US: blank everything outside the SequenceOfUltrasoundRegions regions
     at_risk: detect                # images at risk that no rule matches: detect | redact-all | quarantine | flag
-    text: identifiers              # what detection redacts: identifiers (the file's own values) | all
+    prefilter: true                # every other image: a cheap pre-filter, and at_risk where it sees text
+    text: all                      # what detection redacts: all (but safe_text) | identifiers (the file's own)
     margin: 4                      # pixels added around each detected box
     fill: 0                        # the value written into redacted pixels
     output: rle                    # compressed inputs after redaction: rle | jpeg-ls | jpeg2000 | uncompressed
@@ -13,6 +14,12 @@ and checked with file and line, merged through the layers into one :class:`Pixel
     rules:
       - {match: {Modality: US, Manufacturer: "ACME*", Rows: 480, Columns: 640}, regions: [[0, 0, 640, 40]]}
       - {match: {Modality: XA}, regions: [[0, 0, 200, 30]], frames: [0]}
+    safe_text:                     # with text: all, a text region whose every word is listed here is kept
+      - {modality: [CR, DX], words: [PA, AP, LAT], patterns: ['\\d{2,3}KVP?']}
+
+A library file holds ``rules`` (may be empty) and optionally ``safe_text`` (``safe-annotations.yml``): the
+annotations a recipe that blanks all detected text may keep, per modality (wildcards), as words (compared
+without regard to case) and regular expressions (each must match a whole word).
 
 A match holds header keywords, each a value or a list of values (any of them), with DICOM wildcards
 ``*`` and ``?`` (PS3.4 C.2.2.2.4), compared without regard to case; every keyword must match. The first
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,8 @@ from veil.errors import RecipeError
 from veil.recipes.paths import pixel_rules_dir
 from veil.recipes.reader import _line, _Reader, _required_name
 
-__all__ = ["AT_RISK_ACTIONS", "PIXEL_MATCH_KEYS", "PixelPolicy", "PixelRule", "load_pixel_rules"]
+__all__ = ["AT_RISK_ACTIONS", "PIXEL_MATCH_KEYS", "PixelPolicy", "PixelRule", "SafeText", "load_pixel_rules",
+           "load_safe_text"]
 
 PIXEL_MATCH_KEYS: dict[str, str] = {
     "Modality": "modality",
@@ -51,14 +60,17 @@ _PIXEL_SECTION_KEYS = {
     "library",
     "ultrasound_regions",
     "at_risk",
+    "prefilter",
     "text",
+    "safe_text",
     "margin",
     "fill",
     "output",
     "rules",
 }
 _PIXEL_RULE_KEYS = {"match", "regions", "frames", "ultrasound_regions", "name"}
-_PIXEL_LIBRARY_KEYS = {"name", "version", "description", "rules"}
+_PIXEL_LIBRARY_KEYS = {"name", "version", "description", "rules", "safe_text"}
+_SAFE_TEXT_KEYS = {"modality", "words", "patterns"}
 _PIXEL_TEXT = ("identifiers", "all")
 _PIXEL_OUTPUT = ("rle", "jpeg-ls", "jpeg2000", "uncompressed")
 
@@ -84,6 +96,20 @@ class PixelRule:
 
 
 @dataclass(frozen=True)
+class SafeText:
+    """Annotations that are not identifying on images of the listed modalities (wildcards): words, compared
+    without regard to case, and regular expressions each matching a whole word (``\\d{2,3}KVP?``)."""
+
+    modalities: tuple[str, ...]
+    words: tuple[str, ...] = ()  # upper case, sorted
+    patterns: tuple[str, ...] = ()
+    source: str = ""  # "file.yml:12"
+
+    def canonical(self) -> list[Any]:
+        return [list(self.modalities), list(self.words), list(self.patterns)]
+
+
+@dataclass(frozen=True)
 class PixelPolicy:
     """A recipe's resolved pixel section: the rules in matching order and what to do with the rest."""
 
@@ -94,6 +120,8 @@ class PixelPolicy:
     margin: int = 4
     fill: int = 0
     output: str = "rle"
+    prefilter: bool = True  # images not at risk by their header: pre-filtered, at risk where text is seen
+    safe_text: tuple[SafeText, ...] = ()  # with text "all": what a detected text region may say and stay
 
     def canonical(self) -> dict[str, Any]:
         return {
@@ -104,6 +132,8 @@ class PixelPolicy:
             "margin": self.margin,
             "fill": self.fill,
             "output": self.output,
+            "prefilter": self.prefilter,
+            "safe_text": [t.canonical() for t in self.safe_text],
         }
 
 
@@ -114,6 +144,7 @@ class _PixelSection:
 
     options: dict[str, Any]
     rules: tuple[PixelRule, ...]
+    safe_text: tuple[SafeText, ...] = ()
 
 
 def _pixel_pattern(rd: _Reader, node: yaml.Node, key: str) -> str:
@@ -180,6 +211,39 @@ def _parse_pixel_rule(rd: _Reader, node: yaml.Node) -> PixelRule:
     return PixelRule(tuple(match), tuple(regions), frames, ultrasound, name, source)
 
 
+def _safe_strings(rd: _Reader, node: yaml.Node, key: str) -> list[str]:
+    """A safe_text value or list of values: words (no space, no backslash) or, for patterns, expressions."""
+    nodes = rd.sequence(node, f"safe_text.{key}") if isinstance(node, yaml.SequenceNode) else [node]
+    values = []
+    for item in nodes:
+        value = rd.string(item, f"safe_text.{key}")
+        if not value or not value.isprintable() or (key != "patterns" and (" " in value or "\\" in value)):
+            raise rd.fail(item, f"safe_text.{key} {value!r}: a non-empty printable word without space")
+        if key == "patterns":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise rd.fail(item, f"safe_text pattern {value!r}: {exc}") from None
+        values.append(value)
+    return values
+
+
+def _parse_safe_text(rd: _Reader, node: yaml.Node) -> list[SafeText]:
+    out: list[SafeText] = []
+    for entry in rd.sequence(node, "safe_text"):
+        fields = rd.mapping(entry, "a safe_text entry", _SAFE_TEXT_KEYS)
+        if "modality" not in fields:
+            raise rd.fail(entry, 'a safe_text entry needs a modality (a value, a list, or "*" for every one)')
+        listed = {key: _safe_strings(rd, value, key) for key, (_, value) in fields.items()}
+        words = tuple(sorted({w.upper() for w in listed.get("words", ())}))
+        patterns = tuple(listed.get("patterns", ()))
+        if not words and not patterns:
+            raise rd.fail(entry, "a safe_text entry needs words or patterns")
+        modalities = tuple(m.upper() for m in listed["modality"])
+        out.append(SafeText(modalities, words, patterns, f"{os.path.basename(rd.path)}:{_line(entry) or 0}"))
+    return out
+
+
 def _parse_pixel_rules(rd: _Reader, node: yaml.Node) -> list[PixelRule]:
     out: list[PixelRule] = []
     seen: dict[str, PixelRule] = {}
@@ -205,7 +269,7 @@ def _find_pixel_library(name: str, base_dir: Path | None) -> Path | None:
 def _parse_pixels(rd: _Reader, node: yaml.Node, base_dir: Path | None) -> _PixelSection:
     fields = rd.mapping(node, "pixels", _PIXEL_SECTION_KEYS)
     options: dict[str, Any] = {}
-    for key in ("ultrasound_regions",):
+    for key in ("ultrasound_regions", "prefilter"):
         if key in fields:
             value = rd.scalar(fields[key][1], f"pixels.{key}")
             if not isinstance(value, bool):
@@ -224,6 +288,7 @@ def _parse_pixels(rd: _Reader, node: yaml.Node, base_dir: Path | None) -> _Pixel
                 raise rd.fail(fields[key][1], f"pixels.{key} {value}: from 0 to {top}")
             options[key] = value
     rules = _parse_pixel_rules(rd, fields["rules"][1]) if "rules" in fields else []
+    safe = _parse_safe_text(rd, fields["safe_text"][1]) if "safe_text" in fields else []
     if "library" in fields:
         names = rd.sequence(fields["library"][1], "pixels.library")
         for name_node in names:
@@ -232,8 +297,10 @@ def _parse_pixels(rd: _Reader, node: yaml.Node, base_dir: Path | None) -> _Pixel
             if found is None:
                 shipped = ", ".join(sorted(p.stem for p in pixel_rules_dir().glob("*.yml")))
                 raise rd.fail(name_node, f"unknown pixel rule library {name!r}; shipped: {shipped}")
-            rules.extend(load_pixel_rules(found))
-    return _PixelSection(options, tuple(rules))
+            library_rules, library_safe = _load_library(found)
+            rules.extend(library_rules)
+            safe.extend(library_safe)
+    return _PixelSection(options, tuple(rules), tuple(safe))
 
 
 def _merge_pixels(base: PixelPolicy | None, section: _PixelSection | None) -> PixelPolicy | None:
@@ -248,11 +315,22 @@ def _merge_pixels(base: PixelPolicy | None, section: _PixelSection | None) -> Pi
         margin=section.options.get("margin", base.margin),
         fill=section.options.get("fill", base.fill),
         output=section.options.get("output", base.output),
+        prefilter=section.options.get("prefilter", base.prefilter),
+        safe_text=section.safe_text + base.safe_text,
     )
 
 
 def load_pixel_rules(name_or_path: str | os.PathLike[str]) -> tuple[PixelRule, ...]:
     """The rules of a pixel rule library: a shipped one by name (``ultrasound``) or a file by path."""
+    return _load_library(name_or_path)[0]
+
+
+def load_safe_text(name_or_path: str | os.PathLike[str]) -> tuple[SafeText, ...]:
+    """The safe annotations of a pixel library: a shipped one by name (``safe-annotations``) or by path."""
+    return _load_library(name_or_path)[1]
+
+
+def _load_library(name_or_path: str | os.PathLike[str]) -> tuple[tuple[PixelRule, ...], tuple[SafeText, ...]]:
     text = os.fspath(name_or_path)
     if isinstance(name_or_path, os.PathLike) or text.endswith((".yml", ".yaml")) or os.sep in text:
         path = Path(text)
@@ -273,4 +351,5 @@ def load_pixel_rules(name_or_path: str | os.PathLike[str]) -> tuple[PixelRule, .
     _required_name(rd, root, top)
     if isinstance(rd.scalar(top["version"][1], "version"), float):
         raise rd.fail(top["version"][1], "version must be a string: quote it")
-    return tuple(_parse_pixel_rules(rd, top["rules"][1]))
+    safe = _parse_safe_text(rd, top["safe_text"][1]) if "safe_text" in top else []
+    return tuple(_parse_pixel_rules(rd, top["rules"][1])), tuple(safe)
