@@ -42,7 +42,7 @@ AT_RISK_MODALITIES = frozenset(
 )
 _AT_RISK_SOP_PREFIXES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.77.1.")
 # Every other image is pre-filtered (veil.pixels.textdetect.prefilter, a few ms a frame): projection radiography
-# (CR, DX, MG, RG, IO, PX) carries the patient's name and the date on its film label; CT, MR, PT and NM slices,
+# (CR, DX, MG, RG; IO and PX are at risk above, detected directly) carries the patient's name and the date on its film label; CT, MR, PT and NM slices,
 # screenshots of them re-stored under their modality, and any modality not named here, may carry it too. Only
 # these are not: objects whose pixel values software computed as labels or doses (segmentations, RT dose
 # grids), or that hold no image (reports, plans, structure sets, key objects, presentation states).
