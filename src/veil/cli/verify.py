@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     v.add_argument("--json", action="store_true", help="print the JSON report")
     v.add_argument("--reid-table", type=Path,
                    help="the run's re-identification table: counter pseudonyms are checked against it")
+    v.add_argument("--custodian-key", type=Path, metavar="NAME.key",
+                   help="with --reid-table of a run sealed to a custodian: the custodian's private key (its "
+                        "passphrase is asked, or read from VEIL_CUSTODIAN_PASSPHRASE)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -50,6 +53,11 @@ def command(args: argparse.Namespace) -> int:
         return error("verify", "--dciodvfy-sample must be 0 or more")
     try:
         key = load_key(args.key)  # required: without it neither keyed UIDs nor references can be checked
+        custodian = None
+        if args.custodian_key is not None:
+            from veil.keys.custodian import load_custodian_private
+
+            custodian = load_custodian_private(args.custodian_key)
         report = verify(
             args.src,
             args.dst,
@@ -58,6 +66,7 @@ def command(args: argparse.Namespace) -> int:
             dciodvfy_sample=args.dciodvfy_sample,
             progress=_progress() if sys.stderr.isatty() else None,
             reid_table=args.reid_table,
+            custodian=custodian,
         )
     except (KeyError_, VeilError) as exc:
         return error("verify", exc)

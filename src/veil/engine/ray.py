@@ -101,6 +101,7 @@ def shard_executor(options: Any, ctx: ShardContext, key: Key | None,
     ray = require_ray()
 
     from veil.keys.actor import get_or_create_actor
+    from veil.keys.custodian import CustodianPublicKey
 
     connect(options.workers, options.address)
     actor = None
@@ -108,6 +109,8 @@ def shard_executor(options: Any, ctx: ShardContext, key: Key | None,
         actor = get_or_create_actor(
             key.material, ctx.plan_recipe.pseudonym_pattern, ctx.plan_recipe.shift_range,
             name=f"veil-keys-{ctx.run_id}",
+            # Custodian mode: the table and its journal are sealed to the custodian's public key.
+            seal_to=ctx.seal_to if isinstance(ctx.seal_to, CustodianPublicKey) else None,
         )
         if ctx.reid and options.reid_table:
             ray.get(actor.set_journal.remote(os.path.realpath(options.reid_table)))

@@ -8,6 +8,7 @@ from typing import Any
 
 from veil.errors import KeyError_
 from veil.keys import KeyedFunctions
+from veil.keys.custodian import CustodianPublicKey
 from veil.keys.service import KeyService, functions_from_worker_keys
 
 __all__ = ["get_or_create_actor", "worker_functions"]
@@ -19,13 +20,16 @@ def get_or_create_actor(
     shift_range: tuple[int, int] | None,
     name: str = "veil-keys",
     namespace: str = "veil",
+    *,
+    seal_to: CustodianPublicKey | None = None,
 ) -> Any:
     """The run's named key-service actor, created on the driver's node if it does not exist yet.
 
     The actor owns no CPU, lives as long as its owner (not detached), is never restarted, and is pinned to
     this node so ``write_reid_table(path)`` writes on the machine that asked. The key goes to it by a method
     call, not in its creation record. An actor of that name made with another key or other parameters is
-    refused (``KeyError_``).
+    refused (``KeyError_``), as is one sealing to another custodian (``seal_to``: custodian mode, see
+    :class:`~veil.keys.service.KeyService`).
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -44,7 +48,7 @@ def get_or_create_actor(
                 node_id=ray.get_runtime_context().get_node_id(), soft=False
             ),
         )
-        .remote(None, pseudonym_pattern, shift_range)
+        .remote(None, pseudonym_pattern, shift_range, seal_to=seal_to)
     )
     ray.get(actor.load_key.remote(key_material))
     found = ray.get(actor.describe.remote())
@@ -53,6 +57,10 @@ def get_or_create_actor(
             f"key service {namespace}/{name} was made for key {found[0]}, pattern {found[1]!r}, shift range "
             f"{found[2]}; this run has key {expected[0]}, pattern {expected[1]!r}, shift range {expected[2]}"
         )
+    custodian = ray.get(actor.custodian.remote())
+    wanted = seal_to.key_id if seal_to is not None else None
+    if custodian != wanted:
+        raise KeyError_(f"key service {namespace}/{name} seals to custodian key {custodian}; this run to {wanted}")
     return actor
 
 

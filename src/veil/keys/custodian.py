@@ -272,7 +272,7 @@ def load_custodian_private(path: str | os.PathLike[str], passphrase: str | None 
         nonce = base64.b64decode(document["nonce"], validate=True)
         sealed = base64.b64decode(document["ciphertext"], validate=True)
         n, r, q = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        if kdf.get("name") != "scrypt" or n > 2**20 or r > 32 or q > 16:
+        if kdf.get("name") != "scrypt" or not 2 <= n <= 2**20 or n & (n - 1) or not (1 <= r <= 32 and 1 <= q <= 16):
             raise ValueError("unsupported key derivation")
     except (ValueError, KeyError, TypeError) as exc:
         raise KeyError_(f"{p}: custodian private key is malformed ({exc})") from None

@@ -40,11 +40,13 @@ __all__ = [
     "MAGIC",
     "MODE_SINGLE_USER",
     "MODE_CUSTODIAN",
+    "AUDIT_PARTS",
     "SealTarget",
     "SymmetricSeal",
     "Opener",
     "envelope_info",
     "is_envelope",
+    "audit_parts_seal",
     "open_bytes",
     "seal_bytes",
     "symmetric_seal",
@@ -84,6 +86,16 @@ def symmetric_seal(key: Key | bytes, purpose: str, key_id: str | None = None) ->
         base, kid = bytes(key), key_id
     aes = blake3.blake3(base, derive_key_context=_SYMMETRIC_CONTEXT.format(purpose=purpose)).digest()
     return SymmetricSeal(kid, aes, purpose)
+
+
+AUDIT_PARTS = "audit-parts"
+
+
+def audit_parts_seal(key: Key) -> SymmetricSeal:
+    """The single-user seal of a run's audit parts (change-record originals, quarantined originals): derived
+    from the run key's ``audit`` sub-key, which the workers hold (they never get the run key). The driver seals
+    with it and every reader opens with it; build it only here, so both derive the same key."""
+    return symmetric_seal(key.subkey("audit"), AUDIT_PARTS, key.key_id)
 
 
 SealTarget = SymmetricSeal | CustodianPublicKey

@@ -10,6 +10,13 @@ Counter pseudonyms (``SUBJ-{counter:6}``) are rows of kind ``pseudonym``: the nu
 shard are sealed into ``TABLE.journal/shard-N.counters.bin`` before the call returns, so before any output
 carries them. A run that uses counters first loads the table and its journal (:meth:`KeyService.load_reid`):
 a value numbered before keeps its number, new values get numbers above the highest used.
+
+Custodian mode (``KeyService(..., seal_to=CustodianPublicKey)``, a run given ``--custodian-public``): every row
+is sealed to the custodian's public key, in the journal and in the table, and the service never opens the table
+(it cannot; see :mod:`veil.keys.reid`). Counter numbers then come from the counter index beside the table
+(``TABLE.counters``): a value is found by the keyed digest of its original under the run key. Holding the run
+key lets one test a guessed original against that index, as against any keyed pseudonym; it does not list the
+originals, nor open the table.
 """
 
 from __future__ import annotations
@@ -25,13 +32,24 @@ from typing import Any, cast
 
 from veil.errors import KeyError_
 from veil.keys import CounterFormat, Key, KeyedFunctions
+from veil.keys.custodian import CustodianPublicKey
 from veil.keys.reid import (
     PathLike,
     ReidSealer,
     ReidTableError,
+    counter_digest,
+    custodian_records,
+    index_parts,
+    index_path,
     journal_dir,
     normalise,
+    read_counter_index,
     read_reid_table,
+    seal_custodian_record,
+    table_parts,
+    write_counter_index,
+    write_custodian_table,
+    write_index_part,
     write_reid_part,
     write_sealed,
 )
@@ -120,6 +138,10 @@ class KeyService:
     merges them with the table already on disk, so a resumed run's table holds every row. Counter numbers are
     such rows too: :meth:`load_reid` reads the table and its journal back, and the numbering goes on from them.
 
+    With ``seal_to`` (a custodian's public key) rows are sealed to the custodian instead: the journal parts
+    and the table are append-only records the service never opens, and counter numbers go on from the counter
+    index (module docstring).
+
     It pickles (for the process that serves it to a local pool, :mod:`veil.engine.local`) with its key: never
     send it anywhere but to a process of this machine and user.
     """
@@ -129,7 +151,12 @@ class KeyService:
         key_material: bytes | None,
         pseudonym_pattern: str | None = None,
         shift_range: tuple[int, int] | None = None,
+        *,
+        seal_to: CustodianPublicKey | None = None,
     ) -> None:
+        if seal_to is not None and not isinstance(seal_to, CustodianPublicKey):
+            raise TypeError(f"seal_to is a custodian public key, not {type(seal_to).__name__}")
+        self._seal_to = seal_to
         self._pattern = pseudonym_pattern
         self._shift_range = None if shift_range is None else (int(shift_range[0]), int(shift_range[1]))
         self._key: Key | None = None
@@ -144,6 +171,9 @@ class KeyService:
         self._counter_format: dict[str, CounterFormat] = {}
         self._workers_served = 0
         self._journal: Path | None = None
+        # Custodian mode: counter-index rows (kind, new, digest), and the rows already sealed (journal or table).
+        self._index: dict[tuple[str, bytes, bytes], None] = {}
+        self._sealed: set[tuple[str, bytes, bytes]] = set()
         if key_material is not None:
             self.load_key(key_material)
 
@@ -175,6 +205,10 @@ class KeyService:
         by name was made for this run."""
         return (self._key.key_id if self._key else None, self._pattern, self._shift_range)
 
+    def custodian(self) -> str | None:
+        """The key id of the custodian the rows are sealed to, or None (single-user mode)."""
+        return self._seal_to.key_id if self._seal_to is not None else None
+
     def _require_key(self) -> Key:
         if self._key is None:
             raise KeyError_("the key service holds no key (was it restarted?); start the run again")
@@ -203,26 +237,45 @@ class KeyService:
         after removing DICOM padding. With ``shard`` and a journal (:meth:`set_journal`), the shard's rows are
         also sealed into the journal before this returns. Returns the number of rows in the table."""
         key = self._require_key()
+        added: list[tuple[str, bytes, bytes]] = []
         with self._lock:
             for kind, new, original in pairs:
                 if not isinstance(kind, str) or not kind:
                     raise ValueError(f"re-identification kind must be a non-empty string, not {kind!r}")
-                self._add_row(kind, normalise(new), normalise(original))
+                added.append((kind, normalise(new), normalise(original)))
+                self._add_row(*added[-1])
             count = len(self._rows)
         if shard is not None and self._journal is not None and pairs:
-            write_reid_part(self._journal, shard, pairs, key)
+            if self._seal_to is None:
+                write_reid_part(self._journal, shard, pairs, key)
+            else:
+                write_reid_part(self._journal, shard, pairs, self._seal_to)
+                with self._lock:
+                    self._sealed.update(added)
         return count
 
     def set_journal(self, table: PathLike) -> str:
         """Journal this run's rows beside ``table`` (an absolute path); returns the journal folder."""
         if not Path(table).is_absolute():
             raise ReidTableError(f"{table}: the re-identification table needs absolute paths")
+        if self._seal_to is not None:
+            self._check_custodian_table(Path(table))  # another custodian's table is refused before any work
         self._journal = journal_dir(table)
         return str(self._journal)
 
-    def reid_sealer(self) -> ReidSealer:
-        """The sealing sub-key for worker processes of this machine that journal their own shards."""
+    def _check_custodian_table(self, table: Path) -> None:
+        """``KeyError_`` unless the table and its journal hold only records sealed to this run's custodian
+        (their headers are read, nothing is opened)."""
+        custodian = cast(CustodianPublicKey, self._seal_to)
+        for source in ([table] if table.exists() else []) + table_parts(journal_dir(table)):
+            custodian_records(source, custodian.key_id)
+
+    def reid_sealer(self) -> ReidSealer | CustodianPublicKey:
+        """What worker processes of this machine that journal their own shards seal with: the ``reid-table``
+        sub-key, or in custodian mode the custodian's public key."""
         key = self._require_key()
+        if self._seal_to is not None:
+            return self._seal_to
         return ReidSealer(key.key_id, key.subkey("reid-table"))
 
     def load_reid(self, table: PathLike) -> int:
@@ -232,6 +285,8 @@ class KeyService:
         target = Path(table)
         if not target.is_absolute():
             raise ReidTableError(f"{table}: the re-identification table needs absolute paths")
+        if self._seal_to is not None:
+            return self._load_index(target, key)
         journal = journal_dir(target)
         sources = ([target] if target.exists() else []) + (
             sorted(journal.glob("shard-*.bin")) if journal.is_dir() else []
@@ -247,13 +302,30 @@ class KeyService:
                               original.encode("utf-8", "surrogateescape"))
             return len(self._rows)
 
+    def _load_index(self, target: Path, key: Key) -> int:
+        """Custodian mode's :meth:`load_reid`: the counter index of ``target`` and of its journal."""
+        self._check_custodian_table(target)
+        index, journal = index_path(target), journal_dir(target)
+        if target.exists() and not index.exists():
+            raise ReidTableError(f"{index}: the counter index of this custodian-sealed table is missing; counter "
+                                 f"numbers cannot go on without it (restore it beside the table)")
+        earlier: list[tuple[str, bytes, bytes]] = []
+        for source in ([index] if index.exists() else []) + index_parts(journal):
+            earlier.extend(read_counter_index(source, key))  # another run key's index: refused
+        with self._lock:
+            if self._counters:
+                raise ReidTableError("load the re-identification table before numbering any value")
+            self._index.update(dict.fromkeys(earlier))
+            return len(self._index)
+
     def _numbers(self, kind: str, fmt: CounterFormat) -> dict[bytes, int]:
-        """The numbers of ``kind`` (under the lock): on first use, those the rows already hold in ``fmt``."""
+        """The numbers of ``kind`` (under the lock): on first use, those the rows already hold in ``fmt``; in
+        custodian mode those of the counter index, by digest."""
         numbers = self._counters.get(kind)
         if numbers is None:
             numbers = self._counters[kind] = {}
             highest = 0
-            for row_kind, new, original in self._rows:
+            for row_kind, new, original in self._index if self._seal_to is not None else self._rows:
                 number = fmt.number_of(new) if row_kind == kind else None
                 if number is None:
                     continue
@@ -282,6 +354,8 @@ class KeyService:
             raise ValueError(f"counter prefix and suffix {prefix!r}, {suffix!r} must be ASCII")
         asked = CounterFormat(prefix, width, suffix)
         rows: list[tuple[str, bytes, bytes]] = []
+        index: list[tuple[str, bytes, bytes]] = []
+        index_key = key.subkey("counter-index") if self._seal_to is not None else None
         with self._lock:
             fmt = self._counter_format.setdefault(kind, asked)
             if fmt != asked:
@@ -293,18 +367,29 @@ class KeyService:
                 if not original:
                     out.append(b"")
                     continue
-                number = numbers.get(original)
+                found = original if index_key is None else counter_digest(index_key, original)
+                number = numbers.get(found)
                 if number is None:
                     new = fmt.format(self._counter_next[kind])  # refuses a number past the widest checked
-                    number = numbers[original] = self._counter_next[kind]
+                    number = numbers[found] = self._counter_next[kind]
                     self._counter_next[kind] += 1
                 else:
                     new = fmt.format(number)
                 self._add_row(kind, new, original)
                 rows.append((kind, new, original))
+                if index_key is not None:
+                    index.append((kind, new, found))
+                    self._index[index[-1]] = None
                 out.append(new)
         if shard is not None and self._journal is not None and rows:
-            write_reid_part(self._journal, shard, rows, key, part="counters")
+            if self._seal_to is None:
+                write_reid_part(self._journal, shard, rows, key, part="counters")
+            else:
+                # The index first: killed between the two, a number is reserved with no row, never reused.
+                write_index_part(self._journal, shard, index, key)
+                write_reid_part(self._journal, shard, rows, self._seal_to, part="counters")
+                with self._lock:
+                    self._sealed.update(rows)
         return out
 
     def stats(self) -> dict[str, int]:
@@ -341,6 +426,8 @@ class KeyService:
                     f"{target}: the re-identification table is never written inside {forbidden}"
                 )
         journal = journal_dir(target)
+        if self._seal_to is not None:
+            return self._write_custodian_table(target, journal, key)
         parts = sorted(journal.glob("shard-*.bin")) if journal.is_dir() else []
         earlier: list[tuple[str, str, str]] = []
         for source in ([target] if target.exists() else []) + parts:
@@ -351,13 +438,49 @@ class KeyService:
                               original.encode("utf-8", "surrogateescape"))
             rows = sorted(self._rows)
         write_sealed(target, rows, key)
-        for part in parts:
-            part.unlink()
-        if journal.is_dir():
-            for stray in journal.glob(".shard-*.tmp"):  # half-written parts of a killed run
-                with contextlib.suppress(OSError):
-                    stray.unlink()
-        with contextlib.suppress(OSError):
-            journal.rmdir()
+        _remove_journal(journal, parts)
         logger.info("re-identification table: %d rows written (key %s)", len(rows), key.key_id)
         return len(rows)
+
+    def _write_custodian_table(self, target: Path, journal: Path, key: Key) -> int:
+        """Custodian mode's :meth:`write_reid_table`: the table's records and the journal's, kept unopened,
+        then one record of the rows not journaled yet; the counter index merged beside it. Returns the rows
+        this service holds (those journaled by pool workers are in the table, uncounted)."""
+        custodian = cast(CustodianPublicKey, self._seal_to)
+        parts, index_journal = table_parts(journal), index_parts(journal)
+        records: list[bytes] = []
+        for source in ([target] if target.exists() else []) + parts:
+            records.extend(custodian_records(source, custodian.key_id))  # another custodian's: refused
+        index = index_path(target)
+        earlier: list[tuple[str, bytes, bytes]] = []
+        for source in ([index] if index.exists() else []) + index_journal:
+            earlier.extend(read_counter_index(source, key))
+        with self._lock:
+            self._index.update(dict.fromkeys(earlier))
+            fresh = [row for row in sorted(self._rows) if row not in self._sealed]
+            held, index_rows = len(self._rows), sorted(self._index)
+        if fresh or not records:  # never a table without a record: it names its custodian
+            records.append(seal_custodian_record(fresh, custodian))
+        if index.exists() or not target.exists() or index_rows:
+            write_counter_index(index, index_rows, key)
+        else:  # left missing, so that a run numbering values is refused rather than numbering from 1 again
+            logger.warning("re-identification table: its counter index %s is missing", index.name)
+        write_custodian_table(target, records)
+        with self._lock:
+            self._sealed.update(fresh)
+        _remove_journal(journal, parts + index_journal)
+        logger.info("re-identification table: %d records sealed to custodian key %s", len(records),
+                    custodian.key_id)
+        return held
+
+
+def _remove_journal(journal: Path, parts: Sequence[Path]) -> None:
+    """The journal's parts, now in the table, then its half-written parts and the folder itself."""
+    for part in parts:
+        part.unlink()
+    if journal.is_dir():
+        for stray in journal.glob(".shard-*.tmp"):  # half-written parts of a killed run
+            with contextlib.suppress(OSError):
+                stray.unlink()
+    with contextlib.suppress(OSError):
+        journal.rmdir()

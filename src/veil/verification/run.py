@@ -14,6 +14,7 @@ from veil.core.dataset import read_dataset, walk_dataset
 from veil.core.plan import DUMMY_VALUES, Action
 from veil.errors import KeyError_
 from veil.keys import Key, KeyedFunctions
+from veil.keys.custodian import CustodianPrivateKey
 from veil.recipes import CompiledRecipe, Recipe, compile_recipe
 from veil.verification.conformance import check_conformance
 from veil.verification.identifiers import (
@@ -46,20 +47,23 @@ def verify(
     dciodvfy_sample: int = 10,
     progress: Callable[[str, int, int], None] | None = None,
     reid_table: str | os.PathLike[str] | None = None,
+    custodian: CustodianPrivateKey | None = None,
 ) -> VerifyReport:
     """Checks DST (veil's output of SRC under ``recipe`` and ``key``); see :mod:`veil.verification`. With the
-    run's re-identification table (and its key), counter pseudonyms are checked against it too."""
+    run's re-identification table, counter pseudonyms are checked against it too: it is opened with the run key,
+    or with the ``custodian``'s private key when the run sealed it to a custodian."""
     src_root, dst_root = Path(src), Path(dst)
     compiled = recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
     plan = compiled.plan
     functions = KeyedFunctions(key, **compiled.key_parameters) if key is not None else None
     reid_rows: dict[tuple[str, str], str] | None = None
     if reid_table is not None:
-        if key is None:
-            raise KeyError_("the re-identification table is read with the project key: give --key")
+        opener = custodian if custodian is not None else key
+        if opener is None:
+            raise KeyError_("the re-identification table is read with the project key (or the custodian's): give --key")
         from veil.keys.reid import read_reid_table
 
-        reid_rows = {(kind, new): original for kind, new, original in read_reid_table(reid_table, key)}
+        reid_rows = {(kind, new): original for kind, new, original in read_reid_table(reid_table, opener)}
     report = VerifyReport(
         source=str(src_root),
         destination=str(dst_root),
