@@ -238,3 +238,102 @@ def test_the_audit_records_what_found_each_redaction(redacted_run) -> None:
     out, _, _ = redacted_run
     ((record,),) = audit.read_pixel_records(out).values()
     assert record.source.startswith("pixel rule"), record.source
+
+
+# --- custodian mode and purged stores ----------------------------------------------------------------------
+
+
+PASSPHRASE = "correct horse battery"
+
+
+@pytest.fixture()
+def custodian_run(tmp_path, monkeypatch):
+    """The redacted run of `redacted_run`, sealed to a custodian public key (with change records too)."""
+    from veil.keys.custodian import generate_custodian
+
+    monkeypatch.delenv("VEIL_KEY", raising=False)
+    tmp_path = tmp_path / "custodian-run"
+    src = tmp_path / "in"
+    src.mkdir(parents=True)
+    arr = make_pixels(LAYOUT, seed=1)
+    (src / "acme.dcm").write_bytes(make_file(LAYOUT, arr, Manufacturer="ACME", Modality="OT", PatientID="P1"))
+    public, private, _ = generate_custodian("officer", tmp_path, PASSPHRASE)
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    out = tmp_path / "out"
+    assert main(["run", str(src), str(out), "--recipe", site_recipe(tmp_path, RULE), "--key", str(key),
+                 "--custodian-public", str(public), "--change-records"]) == EXIT_OK
+    return out, key, private, arr.reshape(LAYOUT.rows, LAYOUT.columns)
+
+
+def test_custodian_mode_seals_before_thumbnails_to_the_custodian_only(custodian_run) -> None:
+    from veil.keys.custodian import load_custodian_private
+
+    out, key_file, private_file, frame = custodian_run
+    group = store_group(out)
+    private = load_custodian_private(private_file, PASSPHRASE)
+    assert group.attrs["before_thumbnails"] == "sealed-custodian"
+    assert group.attrs["custodian_key_id"] == private.key_id and "wrapped_key" in group.attrs
+    ((record,),) = audit.read_pixel_records(out, key=private).values()
+    assert record.before_sealed and np.array_equal(record.before, stretched(frame))
+    with pytest.raises(KeyError_, match="custodian key"):
+        audit.read_pixel_records(out, key=load_key(key_file))  # the run key cannot open them
+    ((plain,),) = audit.read_pixel_records(out).values()
+    assert plain.before is None and plain.before_sealed
+    before = stretched(frame)
+    files = [p.read_bytes() for p in audit.pixels_path(out).rglob("*") if p.is_file()]
+    assert not any(before[r, 10:].tobytes() in blob for r in range(5) for blob in files)
+
+
+def test_a_custodian_key_cannot_open_single_user_before_thumbnails(redacted_run, tmp_path) -> None:
+    from veil.keys.custodian import generate_custodian, load_custodian_private
+
+    out, _, _ = redacted_run
+    _, private, _ = generate_custodian("other", tmp_path, PASSPHRASE)
+    with pytest.raises(KeyError_, match="single-user"):
+        audit.read_pixel_records(out, key=load_custodian_private(private, PASSPHRASE))
+
+
+def test_a_wrapped_key_moved_to_another_shard_fails(tmp_path) -> None:
+    from veil.keys.custodian import generate_custodian, load_custodian_private, load_custodian_public
+    from veil.pixels.redact import Redaction
+
+    public_file, private_file, _ = generate_custodian("officer", tmp_path, PASSPHRASE)
+    public, private = load_custodian_public(public_file), load_custodian_private(private_file, PASSPHRASE)
+    row = audit.AuditRow("run", 0, "ab" * 16, 1, 1, "0.dcm", "1.2", "OT", "1.3", "1.4", "1.5", "", "r", "1", "h",
+                         "0", (0,) * len(audit.ACTION_NAMES), True, "written", "", 1)
+    image = np.full((4, 6), 90, np.uint8)
+    record = audit.PixelRecord.from_redaction(0, Redaction(b"", ((0, 0, 0, 1, 1),), (), np.zeros((4, 6), np.uint8),
+                                                           4, 6, before=image))
+    for shard in (0, 1):  # a keyless run (no key id) can still seal to a custodian
+        audit.write_shard(tmp_path, shard, [row._replace(shard=shard)], [record], public)
+    ((opened,),) = audit.read_pixel_records(tmp_path, 1, private).values()
+    assert np.array_equal(opened.before, image)
+    first = zarr.open_group(audit.pixels_path(tmp_path) / "shard-00000000", mode="r")
+    second = zarr.open_group(audit.pixels_path(tmp_path) / "shard-00000001", mode="r+")
+    second.attrs["wrapped_key"] = first.attrs["wrapped_key"]
+    with pytest.raises(AuditError, match="wrapped before-thumbnail key"):
+        audit.read_pixel_records(tmp_path, 1, private)
+
+
+@pytest.mark.parametrize("mode", ["single-user", "custodian"])
+def test_a_purged_store_reads_without_before_images(mode, request) -> None:
+    from veil.keys.custodian import load_custodian_private
+
+    if mode == "single-user":
+        out, key_file, _ = request.getfixturevalue("redacted_run")
+        key = load_key(key_file)
+    else:
+        out, _, private_file, _ = request.getfixturevalue("custodian_run")
+        key = load_custodian_private(private_file, PASSPHRASE)
+    group = zarr.open_group(audit.pixels_path(out) / SHARD, mode="r+")
+    del group["before_sealed"]  # as `veil audit --purge` does
+    group.attrs["before_thumbnails"] = "purged"
+    for opener in (None, key):
+        ((record,),) = audit.read_pixel_records(out, key=opener).values()
+        assert record.before is None and not record.before_sealed and record.thumbnail is not None
+    assert audit.summarize(out).pixel_before_sealed == 0
+    # A state that does not match the arrays is refused.
+    group.attrs["before_thumbnails"] = "sealed"
+    with pytest.raises(AuditError, match="does not match"):
+        audit.read_pixel_records(out)

@@ -17,19 +17,29 @@ is the run's audit sub-key (``Key.subkey("audit")``, which the workers already h
 project key): only a holder of the project key can derive it (:func:`before_thumbnail_key`). A run without a
 project key has an audit key derived from the public run id, so it stores no before-thumbnail at all (the
 group's ``before_thumbnails`` attribute says "omitted"), never a weakly protected one.
-:func:`read_pixel_records` with the project key opens them (a wrong key raises ``KeyError_``, an altered blob
-``AuditError``); :func:`review_image` then shows before and after side by side.
+
+That is single-user mode (``before_thumbnails: "sealed"``). In custodian mode (a run given
+``--custodian-public``) the same blobs are sealed under a fresh random data key per shard instead, wrapped for
+the custodian's public key (:meth:`~veil.keys.custodian.CustodianPublicKey.wrap`, context
+``before-thumbnails RUN shard N``); the group's attributes hold the wrapped key (base64) and the custodian key
+id (``before_thumbnails: "sealed-custodian"``), so only the custodian's private key opens them and the run key
+cannot. ``veil audit --purge`` deletes a shard's ``before_sealed`` array and sets ``"purged"``.
+
+:func:`read_pixel_records` with the project key (single-user) or the custodian's private key (custodian mode)
+opens them (the wrong key or key kind raises ``KeyError_``, an altered blob ``AuditError``); :func:`review_image`
+then shows before and after side by side.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 import numpy as np
@@ -40,6 +50,9 @@ from veil.audit.read import part_is_complete
 from veil.audit.schema import AUDIT_SCHEMA_VERSION, AuditRow
 from veil.errors import AuditError, KeyError_
 from veil.keys import Key
+
+if TYPE_CHECKING:  # the custodian key (cryptography) only where a run or a reader uses one
+    from veil.keys.custodian import CustodianPrivateKey, CustodianPublicKey
 
 __all__ = [
     "PixelRecord",
@@ -87,7 +100,11 @@ _TAG_SIZE = 16
 _BEFORE_PLAIN = 4 + _THUMBNAIL * _THUMBNAIL  # rows, columns (uint16 LE each), then 128 x 128 bytes
 _BEFORE_BLOB = _NONCE_SIZE + _BEFORE_PLAIN + _TAG_SIZE
 _BEFORE_SEALED = "sealed"
+_BEFORE_SEALED_CUSTODIAN = "sealed-custodian"
 _BEFORE_OMITTED = "omitted"
+_BEFORE_PURGED = "purged"
+_WITH_ARRAY = (_BEFORE_SEALED, _BEFORE_SEALED_CUSTODIAN)
+_STATES = (*_WITH_ARRAY, _BEFORE_OMITTED, _BEFORE_PURGED)
 
 
 def before_thumbnail_key(audit_key: bytes) -> bytes:
@@ -103,6 +120,11 @@ def _before_associated_data(run_id: str, key_id: str, shard: int, row: int) -> b
     """Binds a sealed blob to the audit row it belongs to: moving it elsewhere fails authentication."""
     return json.dumps(["veil audit before-thumbnail", _BEFORE_FORMAT, run_id, key_id, shard, row],
                       separators=(",", ":")).encode()
+
+
+def _wrap_context(run_id: str, shard: int) -> bytes:
+    """What a shard's wrapped data key is bound to (custodian mode)."""
+    return f"before-thumbnails {run_id} shard {shard}".encode()
 
 
 def _check_thumbnail(thumb: np.ndarray) -> None:
@@ -154,9 +176,10 @@ def _open_store_group(store: Path, attributes: dict[str, Any]) -> Any:
 
 
 def write_pixels(dst: Path, shard: int, records: Sequence[PixelRecord], rows: Sequence[AuditRow],
-                 before_key: bytes | None) -> None:
+                 before_key: bytes | CustodianPublicKey | None) -> None:
     """The shard's pixel records as one group of arrays; a shard rewritten without records loses its group.
-    Before-thumbnails are sealed with ``before_key`` (see the module docstring), or left out without one."""
+    Before-thumbnails are sealed with ``before_key`` (single-user: the 32-byte :func:`before_thumbnail_key`;
+    custodian mode: the custodian's public key; see the module docstring), or left out without one."""
     import shutil
 
     name = array_name(shard)
@@ -166,21 +189,34 @@ def write_pixels(dst: Path, shard: int, records: Sequence[PixelRecord], rows: Se
             shutil.rmtree(folder)
         return
     aead = None
-    if before_key is not None:
+    state: dict[str, Any] = {
+        "before_thumbnails": _BEFORE_OMITTED,
+        "reason": "no project key: the audit key of this run is derived from its run id, which is not secret"}
+    if isinstance(before_key, (bytes, bytearray)):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if len(before_key) != 32:
             raise ValueError(f"the before-thumbnail key is 32 bytes, not {len(before_key)}")
         if any(not rows[r.row].key_id for r in records):
             raise ValueError("before-thumbnails are sealed only in runs with a project key (rows name no key id)")
-        aead = AESGCM(before_key)
-    state = (
-        {"before_thumbnails": _BEFORE_SEALED, "cipher": "AES-256-GCM",
-         "key": f"BLAKE3 derive_key({BEFORE_THUMBNAIL_CONTEXT!r}, audit sub-key)"}
-        if aead is not None else
-        {"before_thumbnails": _BEFORE_OMITTED,
-         "reason": "no project key: the audit key of this run is derived from its run id, which is not secret"}
-    )
+        aead = AESGCM(bytes(before_key))
+        state = {"before_thumbnails": _BEFORE_SEALED, "cipher": "AES-256-GCM",
+                 "key": f"BLAKE3 derive_key({BEFORE_THUMBNAIL_CONTEXT!r}, audit sub-key)"}
+    elif before_key is not None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from veil.keys.custodian import CustodianPublicKey
+
+        if not isinstance(before_key, CustodianPublicKey):
+            raise TypeError(f"before-thumbnails are sealed with bytes or a custodian public key, not "
+                            f"{type(before_key).__name__}")
+        data_key = AESGCM.generate_key(bit_length=256)
+        wrapped = before_key.wrap(data_key, _wrap_context(rows[records[0].row].run_id, shard))
+        aead = AESGCM(data_key)
+        state = {"before_thumbnails": _BEFORE_SEALED_CUSTODIAN, "cipher": "AES-256-GCM",
+                 "key": "a random data key for this shard, wrapped for the custodian (X25519)",
+                 "custodian_key_id": before_key.key_id,
+                 "wrapped_key": base64.b64encode(wrapped).decode("ascii")}
     root = _open_store_group(pixels_path(dst), {"veil.audit.schema": AUDIT_SCHEMA_VERSION})
     group = root.create_group(name, overwrite=True, attributes={
         "shard": shard, **state, "sources": [record.source for record in records]})
@@ -228,25 +264,52 @@ def _part_rows(dst: Path, shard: int) -> list[dict[str, str]]:
     return rows
 
 
+def _group_aead(key: Key | CustodianPrivateKey, state: str, attrs: Any, number: int,
+                part: list[dict[str, str]], rows: list[int]) -> Any:
+    """The AES-GCM that opens one shard group's before-thumbnails with ``key``, or ``KeyError_`` saying which
+    key they need (the run key in single-user mode, the custodian's private key in custodian mode)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if state == _BEFORE_SEALED:
+        if not isinstance(key, Key):
+            kid = next((part[r]["key_id"] for r in rows if 0 <= r < len(part)), "") or "none"
+            raise KeyError_(f"shard {number}: before-thumbnails were sealed in single-user mode with run key "
+                            f"{kid}; open them with that key (--key), not a custodian key")
+        return AESGCM(before_thumbnail_key(key.subkey("audit")))
+    custodian = str(attrs.get("custodian_key_id", ""))
+    if isinstance(key, Key):
+        raise KeyError_(f"shard {number}: before-thumbnails are sealed to custodian key {custodian}; only that "
+                        f"custodian's private key opens them (the run key cannot)")
+    if key.key_id != custodian:
+        raise KeyError_(f"shard {number}: before-thumbnails are sealed to custodian key {custodian}, "
+                        f"not {key.key_id}")
+    if not rows or not 0 <= rows[0] < len(part):
+        raise AuditError(f"shard {number}: pixel records name rows not in the shard's part")
+    try:
+        wrapped = base64.b64decode(str(attrs["wrapped_key"]), validate=True)
+        data_key = key.unwrap(wrapped, _wrap_context(part[rows[0]]["run_id"], number))
+    except (KeyError, ValueError, KeyError_):
+        raise AuditError(f"shard {number}: the wrapped before-thumbnail key fails authentication: altered, "
+                         f"damaged or moved from another shard or run") from None
+    return AESGCM(data_key)
+
+
 def read_pixel_records(dst: Path | str, shard: int | None = None,
-                       key: Key | None = None) -> dict[int, list[PixelRecord]]:
+                       key: Key | CustodianPrivateKey | None = None) -> dict[int, list[PixelRecord]]:
     """Shard -> its pixel records (in row order), for one shard or every shard that has any. Join a record to
     its audit row by shard and ``row`` (the row's index in that shard's Parquet part).
 
-    With the project ``key``, the sealed before-thumbnails are opened into ``PixelRecord.before`` (a shard
-    needs its complete Parquet part for that); a wrong key raises ``KeyError_``, a blob altered, damaged or
-    moved raises ``AuditError``. Without it, or where none was stored, ``before`` is None."""
+    With ``key`` (the project key for a single-user run, the custodian's private key for a custodian run), the
+    sealed before-thumbnails are opened into ``PixelRecord.before`` (a shard needs its complete Parquet part for
+    that); a wrong key or key kind raises ``KeyError_``, a blob altered, damaged or moved raises ``AuditError``.
+    Without it, where none was stored, or where a purge removed them, ``before`` is None (``before_sealed``
+    says whether the store still holds one)."""
     dst = Path(dst)
     store = pixels_path(dst)
     if not store.is_dir():
         return {}
     import zarr
 
-    aead = None
-    if key is not None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        aead = AESGCM(before_thumbnail_key(key.subkey("audit")))
     root: Any = zarr.open_group(store, mode="r")
     names = sorted(root.group_keys()) if shard is None else [array_name(shard)]
     out: dict[int, list[PixelRecord]] = {}
@@ -256,7 +319,8 @@ def read_pixel_records(dst: Path | str, shard: int | None = None,
         group = root[name]
         number = int(group.attrs["shard"])
         state = group.attrs.get("before_thumbnails", _BEFORE_OMITTED)
-        if state not in (_BEFORE_SEALED, _BEFORE_OMITTED) or (state == _BEFORE_SEALED) != ("before_sealed" in group):
+        # A purge sets "purged" before it deletes the array: one cut short in between still reads as purged.
+        if state not in _STATES or ((state in _WITH_ARRAY) != ("before_sealed" in group) and state != _BEFORE_PURGED):
             raise AuditError(f"{store.name}/{name}: before-thumbnail state {state!r} does not match its arrays")
         rows = np.asarray(group["row"][:])
         sizes = np.asarray(group["size"][:])
@@ -264,17 +328,19 @@ def read_pixel_records(dst: Path | str, shard: int | None = None,
         kept = np.asarray(group["kept"][:]).reshape(-1, 5)
         thumbnails = np.asarray(group["thumbnail"][:])
         sources = list(group.attrs.get("sources", []))
-        sealed = np.asarray(group["before_sealed"][:]) if state == _BEFORE_SEALED and aead is not None else None
+        sealed = np.asarray(group["before_sealed"][:]) if state in _WITH_ARRAY and key is not None else None
         part = _part_rows(dst, number) if sealed is not None else []
+        aead = (_group_aead(key, state, group.attrs, number, part, rows.tolist())
+                if sealed is not None and key is not None else None)
         records = []
         for i, row in enumerate(rows.tolist()):
             t_rows, t_cols = int(sizes[i, 2]), int(sizes[i, 3])
             before = None
-            if sealed is not None and key is not None:
+            if sealed is not None and aead is not None:
                 if not 0 <= row < len(part):
                     raise AuditError(f"{store.name}/{name}: record {i} names row {row}, not in the shard's part")
                 run_id, key_id = part[row]["run_id"], part[row]["key_id"]
-                if key_id != key.key_id:
+                if state == _BEFORE_SEALED and isinstance(key, Key) and key_id != key.key_id:
                     raise KeyError_(f"shard {number}: before-thumbnails were sealed with key {key_id or 'none'}, "
                                     f"not {key.key_id}")
                 before = _open_before(aead, sealed[i], _before_associated_data(run_id, key_id, number, row),
@@ -287,7 +353,7 @@ def read_pixel_records(dst: Path | str, shard: int | None = None,
                 columns=int(sizes[i, 1]),
                 thumbnail=thumbnails[i, :t_rows, :t_cols].copy(),
                 before=before,
-                before_sealed=state == _BEFORE_SEALED,
+                before_sealed=state in _WITH_ARRAY,
                 source=str(sources[i]) if i < len(sources) else "",
             ))
         out[number] = records

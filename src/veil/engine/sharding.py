@@ -1,6 +1,7 @@
 """Shards: how a listing is cut (:func:`choose_shard_files`, :func:`shards`) and the one shard function every
-executor runs (:func:`process_shard`): each file through the pipeline, its audit row, quarantine copies, then
-the shard's audit part, last."""
+executor runs (:func:`process_shard`): each file through the pipeline, its audit row, quarantine copies (sealed
+to the custodian in custodian mode), its change record (``--change-records``), then the shard's audit part,
+last."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
 import numpy as np
@@ -33,9 +34,13 @@ from veil.audit import (
 )
 from veil.engine.executor import FatalRunError
 from veil.engine.listing import Entry
+from veil.errors import VeilError
 from veil.keys import KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
 from veil.recipes import CompiledRecipe
+
+if TYPE_CHECKING:  # change records are imported by the runs that keep them (their module costs a worker 4 ms)
+    from veil.audit.changes import ElementRow
 
 __all__ = [
     "SHARD_FILES",
@@ -66,6 +71,11 @@ class ShardContext:
     quarantine_copy: bool
     reid: bool
     key_id: str
+    # Where PHI-bearing parts are sealed: a SealTarget (a SymmetricSeal in single-user mode, a
+    # CustodianPublicKey in custodian mode) or None (a keyless run). Set by the driver.
+    seal_to: Any = None
+    # Write change records (the row diff of each written file, originals sealed to seal_to).
+    change_records: bool = False
 
 
 class ShardResult(NamedTuple):
@@ -187,6 +197,12 @@ def process_shard(
     want_reid = ctx.reid
     by_study = _by_study(dst) if ctx.layout != "mirror" else None
     process = worker.process
+    # Custodian mode: before-thumbnails and quarantine copies sealed to the custodian's public key.
+    custodian = _custodian(ctx.seal_to)
+    changes: list[tuple[int, list[ElementRow]]] | None = None
+    if ctx.change_records:  # the per-file loop below is the same without them
+        changes = []
+        process = _recording(worker, ctx.plan_recipe.plan, changes, rows)
     keyed = blake3.blake3(key=audit_key)
     for entry in entries:
         # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
@@ -209,22 +225,64 @@ def process_shard(
             quarantined += 1
             reasons[reason] += 1
             if ctx.quarantine_copy and not entry.error:
-                _quarantine(dst, entry, digest, reason)
+                _quarantine(dst, entry, digest, reason, custodian)
         if outcome.pixel_record is not None:
             pixel_records.append(PixelRecord.from_redaction(len(rows), outcome.pixel_record))
         rows.append(row_from_outcome(outcome, row_context, digest, entry.size))
     if reid and reid_sink is not None:
         reid_sink(shard, reid)  # journaled before the audit part marks the shard done
-    # Before-thumbnails carry the burned-in text: sealed under a key derived from the audit sub-key when that
-    # comes from the project key (key_id set); a keyless run's audit key is derived from the public run id,
-    # so then none is stored at all.
-    before_key = before_thumbnail_key(audit_key) if ctx.key_id and pixel_records else None
+    if changes is not None:
+        from veil.audit.changes import write_changes
+
+        write_changes(dst, shard, ctx.run_id, changes, ctx.seal_to)  # before the audit part, too
+    # Before-thumbnails carry the burned-in text: sealed to the custodian in custodian mode; else under a key
+    # derived from the audit sub-key when that comes from the project key (key_id set); a keyless run's audit
+    # key is derived from the public run id, so then none is stored at all. (write_shard passes it through to
+    # write_pixels, which takes bytes or a custodian public key.)
+    before_key: Any = None
+    if pixel_records:
+        before_key = custodian if custodian is not None else before_thumbnail_key(audit_key) if ctx.key_id else None
     matrix = counts_matrix(rows)
     write_shard(Path(dst), shard, rows, pixel_records, before_key, matrix=matrix)
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = Counter({name: int(n) for name, n in zip(ACTION_NAMES, totals, strict=True) if n})
     tally = Tally(len(entries), written, 0, quarantined, input_bytes, output_bytes, reasons, actions)
     return ShardResult(shard, tally, os.uname().nodename)
+
+
+def _custodian(seal_to: object) -> Any:
+    """The run's custodian public key in custodian mode, else None (single-user or keyless)."""
+    if seal_to is None:
+        return None
+    from veil.keys.custodian import CustodianPublicKey
+
+    return seal_to if isinstance(seal_to, CustodianPublicKey) else None
+
+
+def _recording(worker: Deidentifier, plan: Any, changes: list[tuple[int, list[ElementRow]]],
+               rows: list[AuditRow]) -> Callable[..., FileOutcome]:
+    """``worker.process`` that also makes the change record of each written file (``--change-records``): the
+    input rewritten again in memory for the rewriter's record of what it did (deterministic), both files read
+    with pydicom, and :func:`~veil.audit.changes.change_rows` of the two; the instance's audit row is the next
+    one of ``rows``."""
+    from veil.audit.changes import change_rows, unavailable
+
+    process = worker.process
+
+    def recording(source: str, destination: Any, *, reid: bool = False) -> FileOutcome:
+        outcome = process(source, destination, reid=reid)
+        if outcome.status == "written" and outcome.destination:
+            try:
+                before = Path(source).read_bytes()
+                touched = dict(worker.rewrite(before, source).touched())
+                after = Path(outcome.destination).read_bytes()
+                elements = change_rows(before, after, touched, plan)
+            except (VeilError, OSError) as exc:  # the input changed under the run, or went: say so, go on
+                elements = [unavailable(type(exc).__name__)]
+            changes.append((len(rows), elements))
+        return outcome
+
+    return recording
 
 
 def _by_study(dst: str) -> Callable[[dict[str, object]], str]:
@@ -240,15 +298,21 @@ def _by_study(dst: str) -> Callable[[dict[str, object]], str]:
     return by_study
 
 
-def _quarantine(dst: str, entry: Entry, digest: str, reason: str) -> None:
-    """A copy of the refused input under DST/.veil/quarantine, named by its keyed digest, with the reason."""
+def _quarantine(dst: str, entry: Entry, digest: str, reason: str, custodian: Any = None) -> None:
+    """A copy of the refused input under DST/.veil/quarantine, named by its keyed digest, with the reason: in
+    clear (single-user and keyless runs), or sealed to the custodian and never in clear (custodian mode)."""
     folder = quarantine_dir(dst)
     os.makedirs(folder, exist_ok=True)
     target = os.path.join(folder, digest + ".dcm")
     try:
-        tmp = target + ".tmp"
-        shutil.copyfile(entry.path, tmp)
-        os.replace(tmp, target)
+        if custodian is not None:
+            from veil.audit.quarantine import write_sealed_quarantine
+
+            write_sealed_quarantine(dst, digest, entry.path, custodian)
+        else:
+            tmp = target + ".tmp"
+            shutil.copyfile(entry.path, tmp)
+            os.replace(tmp, target)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -14,7 +14,6 @@ many values of each kind, never the values.
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pydicom
-from pydicom.dataset import Dataset
-
-from veil.core.dataset import Node, element_bytes, walk_dataset
+from veil.audit.changes import DISPLAY_LIMIT, ElementRow, display_value, element_rows
+from veil.audit.changes import effective_action as _effective
+from veil.audit.changes import read_dicom as _read
+from veil.core.dataset import walk_dataset
 from veil.core.dictionary import dictionary_entry
 from veil.core.identity import identity_from_dataset
-from veil.core.plan import Action, Plan, RuleChoice, explain_rule
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import KEY_SIZE, Key, KeyedFunctions
 from veil.recipes import CompiledRecipe, Recipe, compile_recipe
@@ -43,59 +41,7 @@ __all__ = [
     "inspect_file",
 ]
 
-DISPLAY_LIMIT = 64
-_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-
-
-# --- showing values ---------------------------------------------------------------------------------------
-
-
-def _cut(text: str, limit: int = DISPLAY_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def display_value(ds: Dataset, tag: int, limit: int = DISPLAY_LIMIT) -> str:
-    """A short readable value: text as text, sequences as an item count, binary as a size and hex prefix."""
-    try:
-        element = ds[tag]
-    except Exception:
-        raw = element_bytes(ds, tag)
-        return _cut(f"<{len(raw)} bytes, unreadable>", limit)
-    if element.VR == "SQ":
-        return f"<{len(element.value)} item{'s' if len(element.value) != 1 else ''}>"
-    if tag in _PIXEL_TAGS:
-        size = len(element.value) if element.value is not None else 0
-        return f"<{size} bytes>"
-    value = element.value
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray)):
-        data = bytes(value)
-        stripped = data.rstrip(b"\x00 ")
-        if stripped and all(32 <= b < 127 for b in stripped):
-            return _cut(stripped.decode("ascii"), limit)
-        return _cut(f"<{len(data)} bytes> {data[:24].hex(' ')}", limit)
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return _cut("\\".join(str(v) for v in value), limit)
-    return _cut(str(value), limit)
-
-
 # --- one file ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ElementRow:
-    """One element of the preview (``after`` is "" for an element the output does not have)."""
-
-    path: str
-    tag: str
-    keyword: str
-    vr: str
-    before: str
-    after: str
-    action: str
-    rule: str
-    present_after: bool
 
 
 @dataclass(frozen=True)
@@ -153,17 +99,6 @@ def _compiled(recipe: CompiledRecipe | Recipe | str | os.PathLike[str]) -> Compi
     return recipe if isinstance(recipe, CompiledRecipe) else compile_recipe(recipe)
 
 
-def _read(data: bytes, path: str) -> Dataset:
-    try:
-        return pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as exc:
-        raise MalformedDicom(path, 0, f"pydicom cannot read it: {type(exc).__name__}: {exc}") from None
-
-
-def _nodes_by_path(ds: Dataset) -> dict[str, Node]:
-    return {node.path: node for node in walk_dataset(ds)}
-
-
 def inspect_bytes(
     data: bytes,
     recipe: CompiledRecipe | Recipe | str | os.PathLike[str],
@@ -185,8 +120,7 @@ def inspect_bytes(
     touched = dict(result.touched())
     before = _read(data, path)
     after = _read(result.tobytes(), path)
-    after_nodes = _nodes_by_path(after)
-    rows, counts = _rows(before, after, after_nodes, touched, compiled.plan, limit)
+    rows, counts = element_rows(before, after, touched, compiled.plan, limit)
     return Inspection(
         file=path,
         recipe=compiled.plan.name,
@@ -212,103 +146,6 @@ def inspect_file(
     except OSError as exc:
         raise MalformedDicom(os.fspath(path), 0, f"cannot read: {exc.strerror}") from None
     return inspect_bytes(data, recipe, functions, path=os.fspath(path), limit=limit)
-
-
-def _effective(
-    node: Node, plan: Plan, touched: dict[str, str], inherited: dict[str, tuple[str, str]]
-) -> tuple[str, str, RuleChoice, bool]:
-    """(action, rule label, choice, own) of one element: the rewriter's record where it walked the element
-    (``own``), else the enclosing sequence's fate (an element inside a removed, emptied or kept-whole sequence).
-
-    Records the fate of a sequence the rewriter did not walk in ``inherited`` for its items' elements.
-    """
-    choice = explain_rule(plan, node.tag, node.vr, node.creator)
-    if node.parent in inherited:
-        action, label = inherited[node.parent]
-        if node.sequence:
-            inherited[node.path] = (action, label)
-        return action, label, choice, False
-    recorded = touched.get(node.path)
-    if recorded is not None:
-        action = recorded
-    else:
-        action = "RECURSE" if node.sequence and choice.rule.action == Action.RECURSE else "KEEP"
-    if node.sequence and action != "RECURSE":
-        how = "copied whole" if action == "KEEP" else "removed"
-        inherited[node.path] = (
-            "KEEP" if action == "KEEP" else "REMOVE",
-            f"{how} with its sequence {node.path}",
-        )
-    return action, choice.label, choice, True
-
-
-def _rows(
-    before: Dataset,
-    after: Dataset,
-    after_nodes: dict[str, Node],
-    touched: dict[str, str],
-    plan: Plan,
-    limit: int,
-) -> tuple[list[ElementRow], dict[str, int]]:
-    inserted = {tag for tag, _, _ in plan.insert}
-    inherited: dict[str, tuple[str, str]] = {}
-    rows: list[ElementRow] = []
-    counts: Counter[str] = Counter()
-    seen: set[str] = set()
-    for node in walk_dataset(before):
-        action, label, _, _ = _effective(node, plan, touched, inherited)
-        if node.depth == 0 and node.tag in inserted:
-            label = "inserted (de-identification marking, PS3.15 E.1.1)"
-        counts[action] += 1
-        seen.add(node.path)
-        out = after_nodes.get(node.path)
-        rows.append(
-            ElementRow(
-                path=node.path,
-                tag=node.path[-11:],
-                keyword=node.keyword,
-                vr=node.vr,
-                before=display_value(node.dataset, node.tag, limit),
-                after=display_value(out.dataset, out.tag, limit) if out is not None else "",
-                action=action,
-                rule=label,
-                present_after=out is not None,
-            )
-        )
-    for tag, vr, _ in plan.insert:
-        path = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-        if path in seen:
-            continue
-        out = after_nodes.get(path)
-        counts["REPLACE"] += 1
-        entry = dictionary_entry(tag)
-        rows.append(
-            ElementRow(
-                path=path,
-                tag=path,
-                keyword=entry[1] if entry else "",
-                vr=vr,
-                before="",
-                after=display_value(out.dataset, out.tag, limit) if out is not None else "",
-                action="REPLACE",
-                rule="inserted (de-identification marking, PS3.15 E.1.1)",
-                present_after=out is not None,
-            )
-        )
-    rows.sort(key=lambda r: _path_key(r.path))
-    return rows, dict(sorted(counts.items()))
-
-
-def _path_key(path: str) -> tuple[Any, ...]:
-    """Document order of paths: tags compared as numbers, item indices as numbers."""
-    parts: list[Any] = []
-    for piece in path.replace("]", "").split("("):
-        if not piece:
-            continue
-        tag_text, _, index = piece.partition(")")
-        group, element = tag_text.split(",")
-        parts.append((int(group, 16), int(element, 16), int(index[1:]) if index.startswith("[") else -1))
-    return tuple(parts)
 
 
 # --- dry run ------------------------------------------------------------------------------------------------
