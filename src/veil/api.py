@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Union
 
 from veil.errors import KeyError_, VeilError
@@ -86,6 +87,10 @@ def deidentify(
     quarantine_copy: bool = True,
     address: str | None = None,
     ray: bool = False,
+    operator: str | None = None,
+    custodian_public: PathLike | None = None,
+    change_records: bool = False,
+    retention: Mapping[str, str] | str | None = None,
 ) -> RunSummary:
     """De-identifies every file under ``src`` into ``dst`` with ``recipe`` and ``key``: ``veil run`` as a call.
 
@@ -93,7 +98,11 @@ def deidentify(
     process); ``ray=True`` runs them on a local Ray and ``address`` on a Ray cluster. Files veil cannot read
     fully are quarantined (recorded in ``dst/.veil`` with their reason, and copied there unless
     ``quarantine_copy`` is False), never half written. ``resume=True`` goes on after a crash or kill.
-    ``reid_table`` keeps the encrypted new-to-original table (needs a key). Returns the run's
+    ``reid_table`` keeps the encrypted new-to-original table (needs a key). ``operator`` is recorded in the
+    manifest (default: the login name). ``custodian_public`` (a ``veil keygen --custodian`` ``.pub`` file) seals
+    everything that can re-identify to the custodian, so the run key opens none of it; ``change_records``
+    records every changed attribute for ``veil report`` (originals sealed: needs a key or a custodian);
+    ``retention`` overrides the recipe's (``{"quarantine": "30d"}`` or the ``--retention`` text). Returns the run's
     :class:`~veil.engine.RunSummary` (files, written, quarantined, bytes, seconds, run id); raises
     :class:`~veil.engine.FatalRunError` (a :class:`~veil.errors.VeilError`) when the run cannot go on.
     """
@@ -103,6 +112,15 @@ def deidentify(
     the_key = _key(key, compiled)
     if reid_table is not None and the_key is None:
         raise KeyError_("reid_table needs a key")
+    if isinstance(retention, str):
+        from veil.audit.retention import parse_retention_spec
+
+        try:
+            policy: dict[str, str] | None = parse_retention_spec(retention)
+        except ValueError as exc:
+            raise VeilError(str(exc)) from None
+    else:
+        policy = dict(retention) if retention is not None else None
     options = RunOptions(
         src=os.fspath(src),
         dst=os.fspath(dst),
@@ -114,6 +132,10 @@ def deidentify(
         reid_table=os.fspath(reid_table) if reid_table is not None else None,
         quarantine_copy=quarantine_copy,
         force_ray=ray,
+        operator=operator,
+        custodian_public=os.fspath(custodian_public) if custodian_public is not None else None,
+        change_records=change_records,
+        retention=policy,
     )
     return run(options, compiled, the_key)
 

@@ -4,6 +4,8 @@ the manifest, the summary, and the guarantee that the audit has no place for an 
 from __future__ import annotations
 
 import multiprocessing
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,7 @@ DOCUMENTED_COLUMNS = [
     "status",
     "reason",
     "microseconds",
+    "time",
 ]
 
 
@@ -97,6 +100,7 @@ def make_row(shard: int, i: int, status: str = "written", reason: str = "", **ov
         status=status,
         reason=reason,
         microseconds=10 * i,
+        time=1_796_000_000_000_000 + i,
     )
     values.update(over)
     return AuditRow(**values)  # type: ignore[arg-type]
@@ -106,6 +110,8 @@ def rows_from_table(table: pa.Table) -> list[AuditRow]:
     rows = []
     for record in table.to_pylist():
         counts = tuple(record.pop(f"count_{a.lower()}") for a in ACTION_NAMES)
+        # The time column is a UTC timestamp: back to microseconds since the epoch.
+        record["time"] = (record["time"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
         rows.append(AuditRow(counts=counts, **record))
     return rows
 
@@ -129,7 +135,7 @@ def test_rows_round_trip_through_parquet_with_schema_and_version(tmp_path: Path)
 
     table = read_audit(tmp_path)
     assert table.column_names == DOCUMENTED_COLUMNS
-    assert table.schema.metadata[b"veil.audit.schema"] == b"1"
+    assert table.schema.metadata[b"veil.audit.schema"] == str(AUDIT_SCHEMA_VERSION).encode()
     assert rows_from_table(table) == rows
     assert completed_shards(tmp_path) == {3}
 
@@ -433,10 +439,12 @@ def test_a_row_is_made_from_a_file_outcome_written_or_refused() -> None:
     counts = tuple(range(len(ACTION_NAMES)))
     written = FileOutcome("/src/a.dcm", "/dst/p/a.dcm", "written", "", 1000, 900, "1.2.840.10008.5.1.4.1.1.2",
                           "2.25.3", "2.25.1", "2.25.2", "CT", "1.2.840.10008.1.2.1", counts, 77, True)
+    before = time.time_ns() // 1000
     row = row_from_outcome(written, context, "cd" * 16, 5)
+    assert before <= row.time <= time.time_ns() // 1000  # when the row was made, UTC microseconds
     assert row == AuditRow("run-1", 4, "cd" * 16, 1000, 900, "p/a.dcm", "1.2.840.10008.5.1.4.1.1.2", "CT", "2.25.1",
                            "2.25.2", "2.25.3", KEY.key_id, "basic", "1.0", "ab" * 32, "0.1.0", counts, True,
-                           "written", "", 77)
+                           "written", "", 77, row.time)
     refused = FileOutcome("/src/b.dcm", None, "quarantined", reason="not DICOM", microseconds=3)
     row = row_from_outcome(refused, context, "ef" * 16, 123)
     assert (row.input_bytes, row.output_bytes, row.output_path, row.status, row.reason, row.counts) == (

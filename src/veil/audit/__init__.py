@@ -1,14 +1,21 @@
 """The audit of a run: the ``DST/.veil`` layout, the per-instance row schema, the Parquet and Zarr writers and
-readers, the sealed before-thumbnails and the one tally type. ``from veil import audit; audit.read_audit(dst)``."""
+readers, the sealed before-thumbnails and the one tally type. ``from veil import audit; audit.read_audit(dst)``.
+
+Imported from their modules where used (each costs a worker process an import it rarely needs):
+:mod:`veil.audit.changes` (change records: each element's action, rule and final value, the originals sealed),
+:mod:`veil.audit.quarantine` (quarantined originals, sealed to a custodian), :mod:`veil.audit.retention`
+(the retention policy and ``veil audit --purge``)."""
 
 from __future__ import annotations
 
 from veil.audit.layout import (
     actions_path,
     audit_dir,
+    changes_dir,
     manifest_path,
     part_path,
     pixels_path,
+    purges_path,
     quarantine_dir,
     sweep_output_temporaries,
     sweep_temporaries,
@@ -21,7 +28,7 @@ from veil.audit.pixelstore import (
     read_pixel_records,
     review_image,
 )
-from veil.audit.read import completed_shards, read_actions, read_audit, read_manifest
+from veil.audit.read import completed_shards, iter_instances, read_actions, read_audit, read_manifest
 from veil.audit.schema import (
     ACTION_NAMES,
     AUDIT_COLUMNS,
@@ -33,6 +40,8 @@ from veil.audit.schema import (
     counts_from_mapping,
     counts_matrix,
     input_digest,
+    iso_time,
+    parse_iso_time,
     row_from_outcome,
 )
 from veil.audit.tally import AuditSummary, Tally, TallyCounts, format_summary, summarize
@@ -65,6 +74,11 @@ __all__ = [
     "completed_shards",
     "read_audit",
     "read_actions",
+    "iter_instances",
+    "iso_time",
+    "parse_iso_time",
+    "changes_dir",
+    "purges_path",
     "PixelRecord",
     "pixels_path",
     "BEFORE_THUMBNAIL_CONTEXT",

@@ -7,7 +7,11 @@ Layout::
     DST/.veil/audit/part-{shard:08d}.parquet       one per shard; its presence marks the shard complete
     DST/.veil/audit/actions.zarr/shard-{shard:08d} int32 (rows x actions), row i = row i of the part
     DST/.veil/audit/pixels.zarr/shard-{shard:08d}  the pixel redactions of the shard's instances
+    DST/.veil/audit/changes/part-{shard:08d}.parquet   change records (clear: actions and final values)
+    DST/.veil/audit/changes/originals-{shard:08d}.bin  their original values, sealed (purged by retention)
     DST/.veil/quarantine/{digest}.dcm|.json        a copy of each refused input and its reason
+    DST/.veil/quarantine/{digest}.dcm.sealed       the copy, sealed to the custodian (custodian mode)
+    DST/.veil/purges.jsonl                         one line per `veil audit --purge`: when, who, what, bytes
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ __all__ = [
     "part_path",
     "manifest_path",
     "quarantine_dir",
+    "changes_dir",
+    "purges_path",
     "array_name",
     "PART_NAME",
     "fsync_dir",
@@ -74,6 +80,16 @@ def manifest_path(dst: Path | str) -> Path:
 def quarantine_dir(dst: Path | str) -> Path:
     """``DST/.veil/quarantine``: refused inputs, each named by the keyed digest of its path, with its reason."""
     return veil_dir(dst) / "quarantine"
+
+
+def changes_dir(dst: Path | str) -> Path:
+    """``DST/.veil/audit/changes``: the change records of a run made with ``--change-records``."""
+    return audit_dir(dst) / "changes"
+
+
+def purges_path(dst: Path | str) -> Path:
+    """``DST/.veil/purges.jsonl``: the record of every retention purge, appended."""
+    return veil_dir(dst) / "purges.jsonl"
 
 
 def array_name(shard: int) -> str:

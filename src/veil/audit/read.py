@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from veil.audit.layout import PART_NAME, actions_path, array_name, audit_dir, manifest_path
-from veil.audit.schema import ACTION_NAMES, AUDIT_SCHEMA, AUDIT_SCHEMA_VERSION, SCHEMA_METADATA_KEY
+from veil.audit.schema import (
+    ACTION_NAMES,
+    AUDIT_COLUMNS,
+    AUDIT_SCHEMA,
+    AUDIT_SCHEMA_VERSION,
+    SCHEMA_METADATA_KEY,
+    iso_time,
+)
 
 __all__ = [
     "part_is_complete",
@@ -22,6 +29,7 @@ __all__ = [
     "completed_shards",
     "read_audit",
     "read_parts",
+    "iter_instances",
     "read_actions",
     "read_manifest",
 ]
@@ -77,6 +85,21 @@ def read_parts(parts: Mapping[int, Path], columns: Sequence[str] | None = None) 
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables).replace_schema_metadata(schema.metadata)
+
+
+def iter_instances(dst: Path | str) -> Iterator[dict[str, Any]]:
+    """Every audit row of ``dst`` as a dict of :data:`~veil.audit.schema.AUDIT_COLUMNS`, shard by shard (one
+    part in memory at a time), its ``time`` as ISO 8601 UTC: what ``veil audit --json/--csv`` export."""
+    import pyarrow.compute as pc
+
+    parts = complete_parts(dst)
+    for shard in sorted(parts):
+        table = pq.read_table(parts[shard], columns=list(AUDIT_COLUMNS))
+        micros = pc.cast(table["time"], pa.int64()).to_pylist()
+        columns = table.drop_columns(["time"]).to_pydict()
+        for i, when in enumerate(micros):
+            row = {name: (iso_time(when) if name == "time" else columns[name][i]) for name in AUDIT_COLUMNS}
+            yield row
 
 
 def read_actions(dst: Path | str, shard: int) -> np.ndarray:

@@ -3,12 +3,16 @@ file's outcome (:func:`row_from_outcome`).
 
 An audit proves what was done to each instance without itself leaking PHI: a row holds a keyed digest of the
 input path and the NEW (de-identified) identifiers only; the schema has no column for an original value.
+
+Schema versions: 1, the first; 2 adds ``time`` (when the row was made, UTC, microseconds). A part of another
+version is not complete for ``--resume`` (its shard is redone), so an audit is never of mixed versions.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time as _time
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -36,10 +40,12 @@ __all__ = [
     "counts_from_mapping",
     "counts_matrix",
     "input_digest",
+    "iso_time",
+    "parse_iso_time",
     "row_from_outcome",
 ]
 
-AUDIT_SCHEMA_VERSION: int = 1
+AUDIT_SCHEMA_VERSION: int = 2
 SCHEMA_METADATA_KEY = b"veil.audit.schema"
 ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 STATUSES: tuple[str, ...] = ("written", "skipped", "quarantined")
@@ -76,6 +82,7 @@ SCALAR_TYPES: dict[str, pa.DataType] = {
     "status": pa.string(),
     "reason": pa.string(),
     "microseconds": pa.int64(),
+    "time": pa.timestamp("us", tz="UTC"),
 }
 
 
@@ -100,7 +107,9 @@ class _AuditRowFields(NamedTuple):
     pixel_redaction: bool
     status: str  # "written" | "skipped" | "quarantined"
     reason: str
-    microseconds: int
+    microseconds: int  # the time the file took
+    # When the row was made: microseconds since the epoch, UTC (a timestamp column); 0 in rows made by hand.
+    time: int = 0
 
 
 class AuditRow(_AuditRowFields):
@@ -123,6 +132,8 @@ class AuditRow(_AuditRowFields):
             raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
         if self.shard < 0:
             raise ValueError(f"shard must be >= 0, not {self.shard}")
+        if self.time < 0:
+            raise ValueError(f"time must be microseconds since the epoch, not {self.time}")
         out = self.output_path
         # Cheap string tests first (this runs once per file); the path parse only for suspicious values.
         if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
@@ -170,7 +181,7 @@ def row_from_outcome(outcome: FileOutcome, context: RowContext, digest: str, lis
 
     ``digest`` is the keyed digest of the input's path relative to SRC (:func:`input_digest`); ``listed_bytes``
     the input's size as listed, recorded when the outcome has none (a file refused before it was read). The
-    output path is recorded relative to DST."""
+    output path is recorded relative to DST, and ``time`` is now (UTC)."""
     run_id, shard, key_id, recipe_name, recipe_version, recipe_hash, veil_version, prefix = context
     # One unpacking rather than a dozen attribute reads: this runs once per file. FileOutcome's field order.
     (_, destination, status, reason, input_bytes, output_bytes, sop_class_uid, sop_instance_uid, study_instance_uid,
@@ -184,7 +195,25 @@ def row_from_outcome(outcome: FileOutcome, context: RowContext, digest: str, lis
     return AuditRow(run_id, shard, digest, input_bytes or listed_bytes, output_bytes, output_path, sop_class_uid,
                     modality, study_instance_uid, series_instance_uid, sop_instance_uid, key_id, recipe_name,
                     recipe_version, recipe_hash, veil_version, counts_row or _NO_COUNTS, pixel_redaction, status,
-                    reason, microseconds)
+                    reason, microseconds, _time.time_ns() // 1000)
+
+
+def iso_time(micros: int) -> str:
+    """Microseconds since the epoch as ISO 8601 UTC, to the microsecond: ``2026-12-04T21:15:21.123456Z``."""
+    seconds, fraction = divmod(int(micros), 1_000_000)
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds)) + f".{fraction:06d}Z"
+
+
+def parse_iso_time(text: str) -> int:
+    """An ISO 8601 time with its zone (``Z`` or an offset) as microseconds since the epoch; a time without a
+    zone is refused (it would be read as local time)."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def input_digest(key: Key | bytes, path: str | bytes | os.PathLike[str]) -> str:

@@ -157,15 +157,35 @@ class AuditSummary(TallyCounts):
     pixel_records: int = 0  # of them, with boxes and a thumbnail in pixels.zarr
     pixel_store: str = ""  # where those records are, relative to DST
     pixel_before_sealed: int = 0  # of the records, with a sealed before-redaction thumbnail
+    due: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> counts due for purge (policy)
+    purges: list[dict[str, Any]] = field(default_factory=list)  # every purge recorded, oldest first
+
+    def to_dict(self) -> dict[str, Any]:
+        """The totals as JSON values (``veil audit --json``'s ``summary``); quarantined inputs by digest."""
+        return {
+            "shards": self.shards, "files": self.files, "written": self.written, "skipped": self.skipped,
+            "quarantined": self.quarantined, "input_bytes": self.input_bytes, "output_bytes": self.output_bytes,
+            "key_ids": list(self.key_ids), "recipes": list(self.recipes), "actions": dict(self.actions),
+            "reasons": dict(self.reasons),
+            "quarantine": [{"input_digest": d, "reason": r} for d, r in self.quarantine],
+            "pixels": {"redacted": self.pixel_redacted, "records": self.pixel_records,
+                       "before_sealed": self.pixel_before_sealed, "store": self.pixel_store},
+            "due_for_purge": self.due, "purges": self.purges,
+        }
 
 
 def summarize(dst: Path | str) -> AuditSummary:
     """Totals over every complete part of ``dst``'s audit, with its manifest (columnar: fine for millions)."""
     import pyarrow.compute as pc
 
+    from veil.audit.retention import plan_purge, read_purges
+
     dst = Path(dst)
     parts = complete_parts(dst)
     table = read_parts(parts)
+    manifest = read_manifest(dst)
+    policy = manifest.get("retention")
+    plan = plan_purge(dst, policy=policy if isinstance(policy, dict) else {}, table=table)
     held = table.filter(pc.equal(table["status"], "quarantined")).select(["input_digest", "reason"])
     quarantine = sorted(zip(held["input_digest"].to_pylist(), held["reason"].to_pylist(), strict=True))
     recipe_keys = table.group_by(["recipe_name", "recipe_version", "recipe_hash"]).aggregate([]).to_pylist()
@@ -174,7 +194,7 @@ def summarize(dst: Path | str) -> AuditSummary:
     return AuditSummary(
         tally=Tally.of_table(table),
         quarantine=quarantine,
-        manifest=read_manifest(dst),
+        manifest=manifest,
         shards=len(parts),
         key_ids=tuple(sorted(_value_counts(table, "key_id"))),
         recipes=tuple(recipes),
@@ -182,7 +202,52 @@ def summarize(dst: Path | str) -> AuditSummary:
         pixel_records=sum(len(r) for r in records.values()),
         pixel_store=os.path.relpath(pixels_path(dst), dst),
         pixel_before_sealed=sum(rec.before_sealed for r in records.values() for rec in r),
+        due={kind: counts for kind, counts in plan.counts().items() if counts["files"]},
+        purges=read_purges(dst),
     )
+
+
+def _run_record(s: AuditSummary) -> list[str]:
+    """The custodian, the recipe's text size and every invocation into DST (a resume is one more)."""
+    lines: list[str] = []
+    custodian = s.manifest.get("custodian")
+    if isinstance(custodian, dict):
+        lines.append(f"  custodian  {custodian.get('name')} (key id {custodian.get('key_id')}): the re-identification "
+                     "table and sealed parts open only with its private key")
+    elif s.manifest.get("sealing") == "single-user":
+        lines.append("  custodian  none: sealed parts open with the run key (single-user mode)")
+    versions = s.manifest.get("versions")
+    if isinstance(versions, dict):
+        lines.append("  versions   " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    runs = s.manifest.get("runs")
+    if isinstance(runs, list) and runs:
+        lines.append(f"invocations ({len(runs)})")
+        for entry in runs:
+            if isinstance(entry, dict):
+                lines.append(f"  {entry.get('started')} .. {entry.get('finished') or 'not finished'}  "
+                             f"{entry.get('operator')}@{entry.get('host')}  {' '.join(entry.get('command') or [])}")
+    return lines
+
+
+def _retention(s: AuditSummary) -> list[str]:
+    """The retention policy, what it makes due for purge now, and the purges done."""
+    lines: list[str] = []
+    policy = s.manifest.get("retention")
+    if isinstance(policy, dict) and policy:
+        lines.append("retention  " + ", ".join(f"{k} {v}" for k, v in policy.items()))
+    if s.due:
+        what = ", ".join(f"{k} {c['items']:,} ({_human_bytes(c['bytes'])})" for k, c in s.due.items())
+        lines.append(f"  due for purge under this policy: {what} (veil audit DST --purge)")
+    elif isinstance(policy, dict) and policy:
+        lines.append("  nothing due for purge under this policy")
+    if s.purges:
+        lines.append(f"purges ({len(s.purges)})")
+        for record in s.purges:
+            removed = record.get("removed") or {}
+            what = ", ".join(f"{k} {c.get('items', 0):,}" for k, c in removed.items() if isinstance(c, dict))
+            limit = f"older than {record['older_than']}" if record.get("older_than") else "by policy"
+            lines.append(f"  {record.get('time')}  {record.get('operator')}  {limit}: {what}")
+    return lines
 
 
 def _human_bytes(n: int) -> str:
@@ -206,6 +271,7 @@ def format_summary(summary: AuditSummary, *, quarantine_limit: int | None = None
         lines.extend(f"  {k:<{width}}  {v}" for k, v in scalars.items())
     else:
         lines.append("run: no manifest")
+    lines.extend(_run_record(s))
     totals = [
         ("shards", f"{s.shards:,}"),
         ("files", f"{s.files:,}"),
@@ -236,6 +302,7 @@ def format_summary(summary: AuditSummary, *, quarantine_limit: int | None = None
     if s.reasons:
         lines.append("reasons")
         lines.extend(f"  {count:>8,}  {reason}" for reason, count in s.reasons.items())
+    lines.extend(_retention(s))
     lines.append(f"quarantine ({len(s.quarantine):,})")
     shown = s.quarantine if quarantine_limit is None else s.quarantine[:quarantine_limit]
     lines.extend(f"  {digest}  {reason}" for digest, reason in shown)

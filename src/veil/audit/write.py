@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,9 @@ from veil.audit.schema import (
     AuditRow,
     counts_matrix,
 )
+
+if TYPE_CHECKING:
+    from veil.keys.custodian import CustodianPublicKey
 
 __all__ = ["write_shard", "write_manifest"]
 
@@ -107,12 +110,13 @@ def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
 
 
 def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = (),
-                before_key: bytes | None = None, *, matrix: np.ndarray | None = None) -> Path:
+                before_key: bytes | CustodianPublicKey | None = None, *,
+                matrix: np.ndarray | None = None) -> Path:
     """Writes one shard's audit: its Zarr action-count array and pixel records, then its Parquet part
     (atomically, last, since the part's presence is what marks the shard complete). Rewriting a shard replaces
-    all of them. Before-thumbnails are sealed with ``before_key``
-    (:func:`~veil.audit.pixelstore.before_thumbnail_key` of the audit sub-key of a project key), and stored
-    not at all without one. Returns the part."""
+    all of them. Before-thumbnails are sealed with ``before_key`` (single-user:
+    :func:`~veil.audit.pixelstore.before_thumbnail_key` of the audit sub-key of a project key; custodian mode:
+    the custodian's public key), and stored not at all without one. Returns the part."""
     dst = Path(dst)
     if shard < 0:
         raise ValueError(f"shard must be >= 0, not {shard}")

@@ -1,11 +1,15 @@
-"""``veil audit``: the summary and quarantine list of a run's audit, or PNG images of its redactions."""
+"""``veil audit``: the summary and quarantine list of a run's audit, its export (``--json``, ``--csv``), the
+retention purge (``--purge``), or PNG images of its redactions (``--review``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 from veil.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_USAGE
 
@@ -20,6 +24,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     au.add_argument("--key", type=Path, metavar="KEYFILE",
                     help="with --review: the project key, to show each image before redaction beside after "
                          "(the review images then hold PHI)")
+    export = au.add_mutually_exclusive_group()
+    export.add_argument("--json", action="store_true",
+                        help="export the manifest, the summary and every instance's row as one JSON document")
+    export.add_argument("--csv", action="store_true", help="export every instance's row as CSV (times ISO 8601 UTC)")
+    au.add_argument("-o", "--output", type=Path, metavar="OUT", help="with --json or --csv: write OUT, not stdout")
+    au.add_argument("--purge", action="store_true",
+                    help="remove what still holds PHI and is older than the run's retention policy (quarantined "
+                         "originals, sealed before-images, sealed change-record originals if the policy says "
+                         "so); keeps the audit and records the purge")
+    au.add_argument("--older-than", metavar="AGE",
+                    help="with --purge: remove quarantined originals and before-images older than AGE (30d, 12h), "
+                         "whatever the policy")
+    au.add_argument("--operator", help="with --purge: who purges, recorded (default: the login name)")
+    au.add_argument("--dry-run", action="store_true", help="with --purge: list what would go, remove nothing")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -31,9 +49,103 @@ def command(args: argparse.Namespace) -> int:
     if args.key is not None and args.review is None:
         print("veil audit: error: --key is only for --review OUTDIR", file=sys.stderr)
         return EXIT_USAGE
+    modes = [name for name, on in (("--review", args.review is not None), ("--json", args.json),
+                                   ("--csv", args.csv), ("--purge", args.purge)) if on]
+    if len(modes) > 1:
+        print(f"veil audit: error: {' and '.join(modes)} do not go together", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is not None and not (args.json or args.csv):
+        print("veil audit: error: -o is for --json or --csv", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.purge and (args.older_than or args.dry_run or args.operator):
+        print("veil audit: error: --older-than, --operator and --dry-run are for --purge", file=sys.stderr)
+        return EXIT_USAGE
     if args.review is not None:
         return _audit_review(args.dst, args.review, args.key)
+    if args.purge:
+        return _purge(args.dst, args.older_than, args.operator, args.dry_run)
+    if args.json or args.csv:
+        try:
+            with _output(args.output) as out:
+                (_export_json if args.json else _export_csv)(args.dst, out)
+        except BrokenPipeError:  # stdout closed early (``| head``): what was read is what was wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     print(audit.format_summary(audit.summarize(args.dst)))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _output(path: Path | None) -> Iterator[IO[str]]:
+    """stdout, or OUT written whole (a temporary renamed at the end)."""
+    if path is None:
+        yield sys.stdout
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _export_json(dst: Path, out: IO[str]) -> None:
+    """``{"manifest": ..., "summary": ..., "instances": [...]}``, the rows streamed one part at a time."""
+    import json
+
+    import veil.audit as audit
+    from veil.audit.read import iter_instances
+
+    summary = audit.summarize(dst)
+    out.write('{"manifest": ' + json.dumps(summary.manifest, sort_keys=True) + ',\n"summary": '
+              + json.dumps(summary.to_dict(), sort_keys=True) + ',\n"instances": [')
+    for i, row in enumerate(iter_instances(dst)):
+        out.write(("\n" if i == 0 else ",\n") + json.dumps(row))
+    out.write("\n]}\n")
+
+
+def _export_csv(dst: Path, out: IO[str]) -> None:
+    """One line per instance, every audit column, booleans as true/false, times ISO 8601 UTC."""
+    import csv
+
+    from veil.audit.read import iter_instances
+    from veil.audit.schema import AUDIT_COLUMNS
+
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(AUDIT_COLUMNS)
+    for row in iter_instances(dst):
+        writer.writerow([_csv_value(row[name]) for name in AUDIT_COLUMNS])
+
+
+def _csv_value(value: Any) -> Any:
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
+def _purge(dst: Path, older_than: str | None, operator: str | None, dry_run: bool) -> int:
+    from veil.audit.retention import purge
+
+    try:
+        plan = purge(dst, older_than=older_than, operator=operator, dry_run=dry_run)
+    except ValueError as exc:
+        print(f"veil audit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    verb = "would remove" if dry_run else "removed"
+    limits = ", ".join(f"{k} {v or 'kept'}" for k, v in plan.limits.items())
+    print(f"purge ({limits}): {verb}")
+    for kind, counts in plan.counts().items():
+        unit = {"quarantine": "quarantined originals", "before_images": "sealed before-images",
+                "change_records": "shards of sealed change-record originals"}[kind]
+        number = counts["items"] if kind != "change_records" else counts["files"]
+        print(f"  {number:,} {unit} ({counts['bytes']:,} bytes)")
+    kept = plan.counts(plan.held)
+    left = {k: kept[k]["files"] - plan.counts()[k]["files"] for k in kept}
+    if any(left.values()):
+        print("  kept (not due): " + ", ".join(f"{k} {n:,}" for k, n in left.items() if n))
+    if not dry_run:
+        print(f"  recorded in {os.path.join(str(dst), '.veil', 'purges.jsonl')}")
     return EXIT_OK
 
 

@@ -41,7 +41,11 @@ def command(args: argparse.Namespace) -> int:
     key = run_key(args.key, required=recipe.requires_key)
     started = time.perf_counter()
     try:
-        run = engine.run(engine.RunOptions(src=str(args.src), dst=str(args.dst), workers=1), compiled, key)
+        # The command for the manifest, which digests its paths (SRC, DST, the key file, a recipe file).
+        command = ("veil", "deidentify", str(args.src), str(args.dst), "--recipe", args.recipe,
+                   *(("--key", str(args.key)) if args.key else ()))
+        options = engine.RunOptions(src=str(args.src), dst=str(args.dst), workers=1, command=command)
+        run = engine.run(options, compiled, key)
     except engine.FatalRunError as exc:
         print(f"veil deidentify: error: {exc}", file=sys.stderr)
         return EXIT_FATAL

@@ -21,8 +21,10 @@ from veil.cli import (
     profile,
     recipe,
     reidentify,
+    report,
     run,
     synth,
+    users,
     verify,
 )
 from veil.cli.common import Command, quick_exit_allowed
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 # In the order `veil --help` lists them; each module is named for its verb.
-_VERBS = (synth, keygen, deidentify, run, audit, reidentify, recipe, peek, verify, inspect, profile)
+_VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Command]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veil.cli.common import add_key_option, add_recipe_option, allow_quick_exit
-from veil.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED
+from veil.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from veil.engine import RunSummary
@@ -48,13 +48,34 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                      help="rewrite a sample in memory and report which rules fired; write nothing")
     run.add_argument("--sample", type=int, default=100, help="files the dry run looks at (default 100)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    records = run.add_argument_group("run records and custody")
+    records.add_argument("--operator", help="who runs it, recorded in the manifest (default: the login name)")
+    records.add_argument("--custodian-public", type=Path, metavar="NAME.pub",
+                         help="custodian mode: seal the re-identification table, change records, before-images and "
+                              "quarantined originals to this custodian public key (the run key opens none of them)")
+    records.add_argument("--change-records", action="store_true",
+                         help="record every changed attribute per instance for `veil report`; the originals are "
+                              "sealed (needs --key or --custodian-public)")
+    records.add_argument("--retention", metavar="SPEC",
+                         help="how long PHI-bearing items are kept, over the recipe's retention: keep, or "
+                              "quarantine=30d,before_images=30d,change_records=365d (d days, h hours)")
+    # The command as parsed, for the manifest (which digests its paths): this parser's options in order.
+    run.set_defaults(_command_options=tuple(
+        (action.option_strings[0] if action.option_strings else None, action.dest, action.default,
+         action.nargs == 0) for action in run._actions if action.dest != "help"))
 
 
 def command(args: argparse.Namespace) -> int:
     import veil.engine as engine
+    from veil.audit.retention import parse_retention_spec
     from veil.keys import run_key
     from veil.recipes import compile_recipe, load_recipe
 
+    try:
+        retention = parse_retention_spec(args.retention) if args.retention is not None else None
+    except ValueError as exc:
+        print(f"veil run: error: --retention: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     recipe = load_recipe(args.recipe)
     compiled = compile_recipe(recipe)
     key = run_key(args.key, required=recipe.requires_key)
@@ -83,6 +104,11 @@ def command(args: argparse.Namespace) -> int:
         quarantine_copy=args.quarantine == "copy",
         shard_files=max(1, args.shard_files) if args.shard_files is not None else None,
         force_ray=args.ray,
+        operator=args.operator,
+        command=_command(args),
+        custodian_public=str(args.custodian_public) if args.custodian_public else None,
+        change_records=args.change_records,
+        retention=retention,
     )
     progress = _RunProgress() if sys.stderr.isatty() and not args.json else None
     try:
@@ -132,6 +158,20 @@ def command(args: argparse.Namespace) -> int:
     if summary.mode in ("in-process", "local-pool"):
         allow_quick_exit()
     return EXIT_QUARANTINED if totals.quarantined else EXIT_OK
+
+
+def _command(args: argparse.Namespace) -> tuple[str, ...]:
+    """``veil run`` as parsed: SRC, DST and every option not at its default, in the parser's order (the same
+    command whether typed, scripted or called through ``main(argv)``). The driver digests its paths."""
+    out = ["veil", "run"]
+    options: tuple[tuple[str | None, str, Any, bool], ...] = getattr(args, "_command_options", ())
+    for flag, dest, default, is_flag in options:
+        value = getattr(args, dest, default)
+        if flag is None:
+            out.append(str(value))
+        elif value is not None and value != default:
+            out.extend([flag] if is_flag else [flag, str(value)])
+    return tuple(out)
 
 
 class _RunProgress:

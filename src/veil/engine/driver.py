@@ -15,13 +15,20 @@ for: directly in this process, through the Ray key actor, or, for a local pool, 
 process (:mod:`veil.keys.server`) that serves the service (started before the pool, dying with the driver). The
 service journals the numbers before it answers; a run with counters loads the table and its journal first, so a
 resumed run goes on.
+
+The manifest (``DST/.veil/manifest.json``) is the run's record: ISO 8601 UTC times, the operator and host, the
+versions of veil, Python, pydicom and the native core, the command with every path replaced by a keyed digest
+(paths can hold names), the recipe with its full resolved text, the key ids, the sealing mode (custodian,
+single-user or none), the retention policy, and one entry per invocation (``runs``: a resume is one more).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +50,8 @@ from veil.audit import (
     veil_dir,
     write_manifest,
 )
+from veil.audit.retention import resolve_policy
+from veil.audit.schema import iso_time
 from veil.engine import inline
 from veil.engine import local as local_pool
 from veil.engine import ray as on_ray
@@ -70,6 +79,11 @@ class RunOptions:
     shard_bytes: int = 256 << 20
     max_in_flight: int = 0  # 0: twice the workers
     force_ray: bool = False  # workers on a local Ray rather than a process pool
+    operator: str | None = None  # who runs it, for the manifest (None: the login name)
+    command: tuple[str, ...] | None = None  # the command line, recorded with its paths digested (None: omitted)
+    custodian_public: str | None = None  # the custodian's public key file: custodian mode
+    change_records: bool = False  # record every changed attribute, originals sealed
+    retention: dict[str, str] | None = None  # class -> age or "keep", over the recipe's retention
 
 
 # The totals of a run, or of every audit row in DST (this run's and earlier runs' into it): one Tally. The name
@@ -135,8 +149,6 @@ def run(
     progress: Callable[[RunSummary, int | None], None] | None = None,
 ) -> RunSummary:
     """Runs (or resumes) a whole job; returns the totals. Raises FatalRunError for a run that cannot go on."""
-    from veil.keys.service import KeyService
-
     counter = compiled.counter
     if counter is not None and not options.reid_table:
         raise FatalRunError(
@@ -149,9 +161,18 @@ def run(
     check_destination(options)
     dst = Path(options.dst)
     started = time.time()
-    previous = read_manifest(dst) if options.resume and manifest_path(dst).exists() else {}
+    prior = _prior_manifest(dst, strict=options.resume)
+    previous = prior if options.resume else {}
     run_id = previous.get("run_id") or os.urandom(16).hex()  # as uuid4().hex: 128 random bits
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
+    custodian, seal_to = _sealing(options, key, previous)
+    change_records = options.change_records or bool(previous.get("change_records"))
+    if change_records and seal_to is None:
+        raise FatalRunError("change records are sealed: give --key or --custodian-public")
+    try:
+        retention = resolve_policy(compiled.recipe.retention, options.retention)
+    except ValueError as exc:
+        raise FatalRunError(str(exc)) from None
     inputs = list_inputs(options.src, options.files_from)
     if "shard_files" in previous:
         shard_files = int(previous["shard_files"])  # a resumed run cuts the same shards, whatever its --workers
@@ -166,28 +187,41 @@ def run(
         sweep_temporaries(dst)  # what the killed run was half-way through writing
     if previous.get("reid_table") and not options.reid_table and done:
         raise FatalRunError("this run keeps a re-identification table: resume it with --reid-table (the same path)")
-    service = KeyService(
-        key.material if key else bytes(32),
-        compiled.pseudonym_pattern,
-        compiled.shift_range,
-    ) if key is not None else None
+    service = _key_service(key, compiled, custodian)
     summary = RunSummary(run_id=run_id, audit_dir=str(audit_dir(dst)))
     run_audit_key = audit_key(key, run_id)
-    manifest = {
+    operator = options.operator or _login()
+    invocation: dict[str, Any] = {"run_id": run_id, "started": iso_time(int(started * 1e6)), "finished": None,
+                                  "operator": operator, "host": socket.gethostname(), "resumed": options.resume}
+    if options.command is not None:
+        invocation["command"] = _command_record(options.command, options, run_audit_key)
+    runs = _earlier_runs(prior) + [invocation]
+    manifest: dict[str, Any] = {
         "run_id": run_id,
         # The source path may name a patient (exports are often filed by name): only a keyed digest of it.
-        "src_digest": blake3.blake3(os.path.realpath(options.src).encode(), key=run_audit_key).hexdigest()[:32],
+        "src_digest": _path_digest(options.src, run_audit_key),
         "recipe": {"name": compiled.recipe.name, "version": compiled.recipe.version,
-                   "hash": compiled.recipe.content_hash, "layers": list(compiled.recipe.layers)},
+                   "hash": compiled.recipe.content_hash, "layers": list(compiled.recipe.layers),
+                   "text": _recipe_text(compiled)},
         "key_id": key.key_id if key else None,
+        "custodian": custodian.describe() if custodian is not None else None,
+        "sealing": "custodian" if custodian is not None else "single-user" if seal_to is not None else "none",
+        "change_records": change_records,
+        "retention": retention,
         "veil_version": __version__,
+        "versions": software_versions(),
+        "operator": operator,
+        "host": invocation["host"],
         "layout": options.layout,
         "shard_files": shard_files,
         "shard_bytes": shard_bytes,
-        "started": previous.get("started", started),
+        "started": _iso(previous.get("started")) or invocation["started"],
         "status": "running",
         "reid_table": bool(options.reid_table) or bool(previous.get("reid_table")),
+        "runs": runs,
     }
+    if "command" in invocation:
+        manifest["command"] = invocation["command"]
     write_manifest(dst, manifest)
     reid_table = os.path.realpath(options.reid_table) if options.reid_table and key is not None else None
     if reid_table is not None and service is not None:
@@ -203,6 +237,8 @@ def run(
         quarantine_copy=options.quarantine_copy,
         reid=bool(options.reid_table) and key is not None,
         key_id=key.key_id if key else "",
+        seal_to=seal_to,
+        change_records=change_records,
     )
     listing = shards(inputs, shard_files, shard_bytes)
     # Look ahead one shard: a job of one shard has nothing to share out, it stays in this process.
@@ -234,12 +270,14 @@ def run(
     if options.reid_table and key is not None and reid_writer is not None:
         table = os.path.realpath(options.reid_table)
         reid_writer(table, forbid_under=[os.path.realpath(options.src), os.path.realpath(options.dst)])
-    summary.seconds = time.time() - started
+    finished = time.time()
+    summary.seconds = finished - started
     # A run into an empty audit holds every row it counted: no need to read the parts back.
     totals = summary.totals = summary.tally.ranked() if fresh else Tally.of_audit(dst)
+    invocation["finished"] = iso_time(int(finished * 1e6))
     manifest.update(
         status="complete",
-        finished=time.time(),
+        finished=invocation["finished"],
         hosts=max(1, len(summary.hosts)),
         mode=summary.mode,
         totals={"files": totals.files, "written": totals.written, "quarantined": totals.quarantined,
@@ -266,3 +304,164 @@ def _pending(items: Iterator[tuple[int, list[Entry]]], done: set[int],
             summary.shards_resumed += 1
             continue
         yield number, entries
+
+
+# --- the run record ------------------------------------------------------------------------------------------
+
+# Options of `veil run` whose values are recorded as given; every other value (SRC, DST, key, table, listing,
+# custodian key, a recipe file) is a path and recorded as a keyed digest: fail closed, a new path option is
+# digested without anyone listing it.
+_PLAIN_VALUES = frozenset({"--workers", "--layout", "--quarantine", "--shard-files", "--sample", "--operator",
+                           "--retention", "--address"})
+_VERBS = frozenset({"run", "deidentify"})
+_PATH_ROLES = {"--key": "key", "--reid-table": "reid-table", "--files-from": "files-from",
+               "--custodian-public": "custodian-public", "--recipe": "recipe"}
+
+
+def _path_digest(path: str, audit_key: bytes) -> str:
+    """32 hex digits of the keyed BLAKE3 digest of a path made absolute (the manifest's ``src_digest``)."""
+    return blake3.blake3(os.fsencode(os.path.realpath(path)), key=audit_key).hexdigest()[:32]
+
+
+def _command_record(command: tuple[str, ...], options: RunOptions, audit_key: bytes) -> list[str]:
+    """The command line with each path replaced by ``<ROLE:DIGEST>`` (role: src, dst, key, reid-table,
+    files-from, custodian-public, recipe, or path); the program by its name; option names and the values of
+    :data:`_PLAIN_VALUES` as given. A shipped recipe's name is kept, a recipe file digested."""
+    known = {os.path.realpath(p): role for p, role in ((options.src, "src"), (options.dst, "dst"),
+             (options.reid_table, "reid-table"), (options.files_from, "files-from"),
+             (options.custodian_public, "custodian-public")) if p}
+
+    def digested(value: str, role: str | None) -> str:
+        if role == "recipe" and os.sep not in value and not value.endswith((".yml", ".yaml")):
+            return value
+        role = known.get(os.path.realpath(value), role or "path")
+        return f"<{role}:{_path_digest(value, audit_key)}>"
+
+    if not command:
+        return []
+    out = [os.path.basename(command[0])]
+    pending: str | None = None  # the option whose value comes next
+    for token in command[1:]:
+        if pending is not None:
+            out.append(token if pending in _PLAIN_VALUES else digested(token, _PATH_ROLES.get(pending)))
+            pending = None
+        elif token.startswith("--") and "=" in token:
+            name, _, value = token.partition("=")
+            out.append(f"{name}={value if name in _PLAIN_VALUES else digested(value, _PATH_ROLES.get(name))}")
+        elif token.startswith("-") and len(token) > 1:
+            out.append(token)
+            pending = token if token in _PLAIN_VALUES or token in _PATH_ROLES else None
+        elif len(out) == 1 and token in _VERBS:
+            out.append(token)
+        else:
+            out.append(digested(token, None))
+    return out
+
+
+def _recipe_text(compiled: CompiledRecipe) -> str:
+    """The full resolved recipe (what its content hash covers) as YAML: "templates used", from the run itself."""
+    import yaml
+
+    text: str = yaml.safe_dump(compiled.recipe.canonical(), sort_keys=False, allow_unicode=True, width=120,
+                               default_flow_style=None)
+    return text
+
+
+@functools.lru_cache(maxsize=1)
+def software_versions() -> dict[str, str]:
+    """veil's, Python's, pydicom's and the native core's versions: the core's is the veil version it was built
+    from with the first 16 hex digits of the SHA-256 of its library (a rebuild shows)."""
+    import hashlib
+    import importlib.metadata
+    import importlib.util
+    import platform
+
+    try:
+        pydicom = importlib.metadata.version("pydicom")
+    except importlib.metadata.PackageNotFoundError:
+        pydicom = "absent"
+    core = "absent"
+    spec = importlib.util.find_spec("veil.core._core")
+    if spec is not None and spec.origin:
+        from veil.core import _core
+
+        digest = hashlib.sha256()
+        with open(spec.origin, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        core = f"{getattr(_core, '_VEIL_VERSION', __version__)}+sha256.{digest.hexdigest()[:16]}"
+    return {"veil": __version__, "python": platform.python_version(), "pydicom": pydicom, "core": core}
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _iso(value: object) -> str | None:
+    """A manifest time as ISO 8601 UTC: as recorded, or from the epoch seconds of a manifest before them."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return iso_time(int(value * 1e6))
+    return None
+
+
+def _prior_manifest(dst: Path, strict: bool) -> dict[str, Any]:
+    """The manifest an earlier run into DST left (a resume goes on from it; any run keeps its ``runs``). A
+    damaged one stops a resume (its shards could not be cut the same way); a fresh run writes a new one."""
+    if not manifest_path(dst).exists():
+        return {}
+    try:
+        return read_manifest(dst)
+    except ValueError as exc:
+        if strict:
+            raise FatalRunError(f"{manifest_path(dst)}: damaged manifest, the run cannot be resumed ({exc})") from None
+        return {}
+
+
+def _earlier_runs(prior: dict[str, Any]) -> list[dict[str, Any]]:
+    """The invocations an earlier manifest records; one from before ``runs`` becomes a single entry."""
+    runs = prior.get("runs")
+    if isinstance(runs, list):
+        return [r for r in runs if isinstance(r, dict)]
+    if prior.get("run_id"):
+        return [{"run_id": prior["run_id"], "started": _iso(prior.get("started")),
+                 "finished": _iso(prior.get("finished"))}]
+    return []
+
+
+def _sealing(options: RunOptions, key: Key | None, previous: dict[str, Any]) -> tuple[Any, Any]:
+    """(the custodian public key or None, the SealTarget of the run's PHI-bearing parts or None): custodian mode
+    with ``--custodian-public``, else single-user (a seal from the run key's audit sub-key, which the workers
+    hold) with a key, else none. A resumed run must seal to the custodian its manifest names."""
+    from veil.keys import envelope
+    from veil.keys.custodian import load_custodian_public
+
+    custodian = load_custodian_public(options.custodian_public) if options.custodian_public else None
+    if options.resume and previous:
+        before = previous.get("custodian")
+        before_id = before.get("key_id") if isinstance(before, dict) else None
+        now_id = custodian.key_id if custodian is not None else None
+        if before_id != now_id:
+            sealed = f"to custodian key {before_id}" if before_id else "without a custodian key"
+            expected = f"--custodian-public of custodian key {before_id}" if before_id else "no --custodian-public"
+            raise FatalRunError(f"this run was sealed {sealed}: resume it with {expected}")
+    if custodian is not None:
+        return custodian, custodian
+    if key is not None:
+        return None, envelope.audit_parts_seal(key)
+    return None, None
+
+
+def _key_service(key: Key | None, compiled: CompiledRecipe, custodian: Any) -> Any:
+    """The run's key service (None without a key); in custodian mode its table is sealed to the custodian."""
+    if key is None:
+        return None
+    from veil.keys.service import KeyService
+
+    return KeyService(key.material, compiled.pseudonym_pattern, compiled.shift_range, seal_to=custodian)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,20 @@ from veil.keys import CounterFormat, counter_format
 from veil.recipes.pixelrules import PixelPolicy, _PixelSection
 from veil.recipes.rules import _KEYED_ACTIONS, RecipeRule, _compile_rule
 
-__all__ = ["CompiledRecipe", "Recipe", "RecipeInfo", "pixel_policy"]
+__all__ = ["CompiledRecipe", "Recipe", "RecipeInfo", "RETENTION_CLASSES", "pixel_policy", "retention_problem"]
+
+# What still holds PHI after a run, each kept for its ``retention:`` age ("30d", "12h") or "keep" (forever: never
+# purged unless asked). Parsed as a top-level recipe key into ``parameters["retention"]``; a layer's retention
+# replaces the one it extends, whole.
+RETENTION_CLASSES: tuple[str, ...] = ("quarantine", "before_images", "change_records")
+_RETENTION_AGE = re.compile(r"(\d{1,6})([dh])")
+
+
+def retention_problem(value: str) -> str | None:
+    """What is wrong with a retention age (``NNd``, ``NNh`` or ``keep``), or None."""
+    if value == "keep" or _RETENTION_AGE.fullmatch(value):
+        return None
+    return f"{value!r} is not an age in days or hours (30d, 12h) nor keep"
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,15 @@ class Recipe:
         """Whether compiling this recipe yields keyed actions (UID, pseudonym, date shift)."""
         return any(r.action in _KEYED_ACTIONS for r in self.rules)
 
+    @property
+    def retention(self) -> dict[str, str]:
+        """The ``retention:`` section (class -> ``NNd``/``NNh``/``keep``); empty when no layer sets one."""
+        return dict(self.parameters.get("retention", {}))
+
     def canonical(self) -> dict[str, Any]:
         """The resolved content that the hash covers (name and version are not content)."""
         params = dict(self.parameters)
+        retention = params.pop("retention", None)
         if "date_shift_days" in params:
             params["date_shift_days"] = list(params["date_shift_days"])
         out: dict[str, Any] = {
@@ -88,6 +108,8 @@ class Recipe:
             out["pixels"] = self.pixels.canonical()
         if self.vocabulary:  # likewise: a recipe without ``vocabulary:`` keeps its content hash
             out["vocabulary"] = list(self.vocabulary)
+        if retention:  # likewise
+            out["retention"] = {k: retention[k] for k in RETENTION_CLASSES if k in retention}
         return out
 
     @functools.cached_property
@@ -114,10 +136,11 @@ class Recipe:
             lines.append(f"  options: {', '.join(self.options)}")
         if self.defaults:
             lines.append("defaults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.defaults.items())))
-        if self.parameters:
-            lines.append(
-                "parameters: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(self.parameters.items()))
-            )
+        shown = {k: v for k, v in self.parameters.items() if k != "retention"}
+        if shown:
+            lines.append("parameters: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(shown.items())))
+        if self.retention:
+            lines.append("retention: " + ", ".join(f"{k} {v}" for k, v in self.retention.items()))
         if self.vocabulary:
             lines.append(f"vocabulary ({len(self.vocabulary)} words added): " + " ".join(self.vocabulary))
         lines.append(f"rules ({len(self.rules)}):")

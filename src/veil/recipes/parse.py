@@ -14,6 +14,7 @@ the file and the YAML line. A recipe file (``recipes/shipped/README.md`` has the
       pseudonym_pattern: "{hash:16}"  # or "SUBJ-{counter:6}": numbered by the run's key service (--reid-table)
       age_cap: 90
       dummy: {PN: ANONYMOUS}       # dummy values per VR (else veil.core.plan.DUMMY_VALUES)
+    retention: {quarantine: 30d, before_images: 30d, change_records: keep}  # what `veil audit --purge` removes
     rules:
       - {keyword: PatientName, action: empty}
       - {tag: "(0008,0050)", action: pseudonym}
@@ -39,7 +40,7 @@ import yaml
 
 from veil.core import dictionary
 from veil.errors import RecipeError
-from veil.recipes.model import _Layer
+from veil.recipes.model import RETENTION_CLASSES, _Layer, retention_problem
 from veil.recipes.pixelrules import _parse_pixels
 from veil.recipes.reader import (
     _ALL_VRS,
@@ -72,6 +73,7 @@ _TOP_KEYS = {
     "rules",
     "pixels",
     "vocabulary",
+    "retention",
 }
 _OPTION_KEYS = {"name", "version", "edition", "kind", "description", "rules", "vocabulary"}
 _RULE_KEYS = {"keyword", "tag", "vr", "action", "value", "name"}
@@ -145,6 +147,9 @@ def _parse_text(text: str, path: str, base_dir: Path | None) -> _Layer:
                 raise rd.fail(node, f"defaults.{key}: {action!r} is not one of {allowed}")
             defaults[key] = (action, _line(node) or 0)
     parameters = _parse_parameters(rd, top["parameters"][1]) if "parameters" in top else {}
+    if "retention" in top:
+        node = top["retention"][1]
+        parameters["retention"] = (_parse_retention(rd, node), _line(node) or 0)
     rules = _parse_rules(rd, top["rules"][1], parameters)
     if "sequence" in defaults:
         for r in rules:
@@ -169,6 +174,19 @@ def _parse_text(text: str, path: str, base_dir: Path | None) -> _Layer:
         _parse_pixels(rd, top["pixels"][1], base_dir) if "pixels" in top else None,
         _parse_vocabulary(rd, top["vocabulary"][1]) if "vocabulary" in top else (),
     )
+
+
+def _parse_retention(rd: _Reader, node: yaml.Node) -> dict[str, str]:
+    """``retention: {quarantine: 30d, before_images: 12h, change_records: keep}``: how long each class of what
+    still holds PHI is kept (``veil audit --purge``); a class left out is kept."""
+    out: dict[str, str] = {}
+    for key, (_, value_node) in rd.mapping(node, "retention", set(RETENTION_CLASSES)).items():
+        value = rd.string(value_node, f"retention.{key}").strip()
+        problem = retention_problem(value)
+        if problem:
+            raise rd.fail(value_node, f"retention.{key}: {problem}")
+        out[key] = value
+    return {k: out[k] for k in RETENTION_CLASSES if k in out}
 
 
 def _parse_vocabulary(rd: _Reader, node: yaml.Node) -> tuple[str, ...]:
