@@ -201,6 +201,23 @@ def test_the_change_report_shows_originals_only_to_the_custodian(sealed: Sealed)
     assert inside.returncode != EXIT_OK and not (sealed.dst / "report.csv").exists()
 
 
+def test_before_images_open_for_the_custodian_only(sealed: Sealed) -> None:
+    from PIL import Image
+
+    after_only = veil("audit", sealed.dst, "--review", sealed.root / "review-plain")
+    assert after_only.returncode == EXIT_OK, after_only.stderr
+    refused = veil("audit", sealed.dst, "--review", sealed.root / "review-runkey", "--key", sealed.keys / "run.key")
+    assert refused.returncode == EXIT_FATAL and "custodian" in refused.stderr
+    opened = veil("audit", sealed.dst, "--review", sealed.root / "review-custodian", "--custodian-key",
+                  sealed.keys / "officer.key", env=sealed.env)
+    assert opened.returncode == EXIT_OK, opened.stderr
+    plain = sorted((sealed.root / "review-plain").glob("*.png"))
+    both = sorted((sealed.root / "review-custodian").glob("*.png"))
+    assert plain and [p.name for p in plain] == [p.name for p in both]
+    for a, b in zip(plain, both, strict=True):
+        assert Image.open(b).width > Image.open(a).width  # before | after, side by side
+
+
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 

@@ -24,6 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     au.add_argument("--key", type=Path, metavar="KEYFILE",
                     help="with --review: the project key, to show each image before redaction beside after "
                          "(the review images then hold PHI)")
+    au.add_argument("--custodian-key", type=Path, metavar="NAME.key",
+                    help="with --review of a run sealed to a custodian: the custodian's private key (passphrase "
+                         "asked, or $VEIL_CUSTODIAN_PASSPHRASE), to show the before-images")
     export = au.add_mutually_exclusive_group()
     export.add_argument("--json", action="store_true",
                         help="export the manifest, the summary and every instance's row as one JSON document")
@@ -46,8 +49,12 @@ def command(args: argparse.Namespace) -> int:
     if not audit.audit_dir(args.dst).exists():
         print(f"veil audit: error: {args.dst}: no veil audit here", file=sys.stderr)
         return EXIT_FATAL
-    if args.key is not None and args.review is None:
-        print("veil audit: error: --key is only for --review OUTDIR", file=sys.stderr)
+    if (args.key is not None or args.custodian_key is not None) and args.review is None:
+        print("veil audit: error: --key and --custodian-key are only for --review OUTDIR", file=sys.stderr)
+        return EXIT_USAGE
+    if args.key is not None and args.custodian_key is not None:
+        print("veil audit: error: give --key (single-user run) or --custodian-key (custodian run), not both",
+              file=sys.stderr)
         return EXIT_USAGE
     modes = [name for name, on in (("--review", args.review is not None), ("--json", args.json),
                                    ("--csv", args.csv), ("--purge", args.purge)) if on]
@@ -61,7 +68,7 @@ def command(args: argparse.Namespace) -> int:
         print("veil audit: error: --older-than, --operator and --dry-run are for --purge", file=sys.stderr)
         return EXIT_USAGE
     if args.review is not None:
-        return _audit_review(args.dst, args.review, args.key)
+        return _audit_review(args.dst, args.review, args.key, args.custodian_key)
     if args.purge:
         return _purge(args.dst, args.older_than, args.operator, args.dry_run)
     if args.json or args.csv:
@@ -149,7 +156,7 @@ def _purge(dst: Path, older_than: str | None, operator: str | None, dry_run: boo
     return EXIT_OK
 
 
-def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
+def _audit_review(dst: Path, outdir: Path, key_file: Path | None, custodian_file: Path | None = None) -> int:
     """PNG review images, one per pixel record of a complete shard, named by shard and row only; a folder of
     mode 0700 and files of mode 0600, since with the key they show the burned-in text."""
     import numpy as np
@@ -164,7 +171,11 @@ def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
         print(f"veil audit: error: {outdir}: the review folder must be outside DST (it would be shared with it)",
               file=sys.stderr)
         return EXIT_USAGE
-    key = load_key(key_file) if key_file is not None else None  # never $VEIL_KEY: before-images only on request
+    key: Any = load_key(key_file) if key_file is not None else None  # never $VEIL_KEY: before-images on request
+    if custodian_file is not None:
+        from veil.keys.custodian import load_custodian_private
+
+        key = load_custodian_private(custodian_file)
     records = {shard: audit.read_pixel_records(dst, shard, key).get(shard, [])
                for shard in sorted(audit.completed_shards(dst))}  # read (and checked) before anything is written
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -185,7 +196,7 @@ def _audit_review(dst: Path, outdir: Path, key_file: Path | None) -> int:
     what = "before | after" if key is not None else "after redaction"
     print(f"{written:,} review images ({what}, boxes in red, kept regions in green) in {out}")
     if sealed_left:
-        print(f"  {sealed_left:,} have a sealed before-image: give --key KEYFILE to see it")
+        print(f"  {sealed_left:,} have a sealed before-image: give --key KEYFILE (or --custodian-key) to see it")
     if key is not None and written and not any(r.before_sealed for rs in records.values() for r in rs):
         print("  no before-images: the run had no project key, so none were stored")
     return EXIT_OK
