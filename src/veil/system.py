@@ -1,5 +1,5 @@
 """Low-level helpers every layer may use: a process that dies with its parent (the engine's pool, the key
-server) and the lazy names of a package (PEP 562)."""
+server), the lazy names of a package (PEP 562) and the login name recorded as a default operator."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["die_with_parent", "lazy_exports"]
+__all__ = ["die_with_parent", "lazy_exports", "login_name"]
 
 
 def die_with_parent() -> None:
@@ -45,3 +45,13 @@ def lazy_exports(package: str, homes: Mapping[str, str], namespace: dict[str, An
         return sorted(set(namespace) | set(homes))
 
     return __getattr__, __dir__
+
+
+def login_name() -> str:
+    """The user's login name (the default operator of runs, purges and reviews); "unknown" where none is set."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"

@@ -26,7 +26,6 @@ how many items and bytes went; never a name, path or value.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from veil.audit.layout import changes_dir, fsync_dir, fsync_tree, pixels_path, p
 from veil.audit.read import read_audit, read_manifest
 from veil.audit.schema import iso_time
 from veil.recipes.model import RETENTION_CLASSES, retention_problem
+from veil.system import login_name
 
 __all__ = [
     "KEEP",
@@ -269,7 +269,7 @@ def purge(dst: Path | str, *, older_than: str | None = None, operator: str | Non
         fsync_dir(folder)
     record = {
         "time": iso_time(int(moment * 1_000_000)),
-        "operator": operator or _login(),
+        "operator": operator or login_name(),
         "older_than": older_than,
         "policy": plan.policy,
         "limits": plan.limits,
@@ -278,12 +278,6 @@ def purge(dst: Path | str, *, older_than: str | None = None, operator: str | Non
     _append(purges_path(dst), record)
     return plan
 
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

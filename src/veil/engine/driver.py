@@ -60,6 +60,7 @@ from veil.engine.listing import Entry, list_inputs
 from veil.engine.sharding import ShardContext, ShardResult, choose_shard_files, shards
 from veil.keys import Key
 from veil.recipes import CompiledRecipe
+from veil.system import login_name
 
 __all__ = ["RunOptions", "RunSummary", "RunTotals", "run", "check_destination", "audit_key", "FatalRunError"]
 
@@ -190,7 +191,7 @@ def run(
     service = _key_service(key, compiled, custodian)
     summary = RunSummary(run_id=run_id, audit_dir=str(audit_dir(dst)))
     run_audit_key = audit_key(key, run_id)
-    operator = options.operator or _login()
+    operator = options.operator or login_name()
     invocation: dict[str, Any] = {"run_id": run_id, "started": iso_time(int(started * 1e6)), "finished": None,
                                   "operator": operator, "host": socket.gethostname(), "resumed": options.resume}
     if options.command is not None:
@@ -392,14 +393,6 @@ def software_versions() -> dict[str, str]:
         core = f"{getattr(_core, '_VEIL_VERSION', __version__)}+sha256.{digest.hexdigest()[:16]}"
     return {"veil": __version__, "python": platform.python_version(), "pydicom": pydicom, "core": core}
 
-
-def _login() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
 
 
 def _iso(value: object) -> str | None:
