@@ -15,15 +15,17 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src/veil/core/*.pyx src/veil/core/*.pxd src/veil/core/*.pxi) src/veil/core/fileio.h scripts/gen_vrtable.py
 	@# Debian packages, each where its command is missing: Tesseract for burned-in text detection, dicom3tools
-	@# for dciodvfy, the conformance check of `veil verify` (the tests that need either skip without it).
+	@# for dciodvfy, the conformance check of `veil verify`, Chromium for the review UI's browser tests (driven by
+	@# Playwright; `playwright install` cannot download here). The tests that need one skip without it.
 	packages=""; \
 	command -v tesseract >/dev/null || packages="$$packages tesseract-ocr"; \
 	command -v dciodvfy >/dev/null || packages="$$packages dicom3tools"; \
+	[ -x /usr/bin/chromium ] || packages="$$packages chromium"; \
 	[ -z "$$packages" ] || { command -v apt-get >/dev/null && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
 		|| echo "warning: could not install$$packages; the tests that need them will be skipped"; }
 	$(BIN)/python -m pip install --quiet "cython>=3.0.10" "pydicom>=3.0"
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test,ray,ocr]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test,ray,ocr,review]"
 	touch $(STAMP)
 
 # Byte-code for veil's own modules (an editable install has none, and PYTHONDONTWRITEBYTECODE would keep the
@@ -39,7 +41,7 @@ test: setup
 
 # The inner loop (under two minutes): no Ray, no OCR, no shared corpus, no kill-and-resume, no slow tests.
 test-fast: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not cluster and not ocr and not corpus and not kill" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not cluster and not ocr and not corpus and not kill and not browser" tests
 
 test-nightly: setup
 	VEIL_NIGHTLY=1 $(BIN)/python -m pytest -q tests

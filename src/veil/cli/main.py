@@ -22,6 +22,7 @@ from veil.cli import (
     recipe,
     reidentify,
     report,
+    review,
     run,
     synth,
     users,
@@ -51,7 +52,8 @@ __all__ = [
 ]
 
 # In the order `veil --help` lists them; each module is named for its verb.
-_VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users)
+_VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users,
+          review)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Command]:
