@@ -308,3 +308,34 @@ def test_the_command_serves_on_loopback_and_logs_no_token(review_run: ReviewRun)
         log = server.stop()
     assert server.token not in log and PLANTED_NAME not in log
     assert "127.0.0.1" in log, "the log says where it serves (without the token)"
+
+
+def test_a_rule_proposed_on_a_quarantined_original_lets_the_rerun_redact_it(tmp_path: Path) -> None:
+    import pydicom
+    from review_run import make_run
+
+    import veil
+
+    run = make_run(tmp_path, at_risk="quarantine")
+    client, csrf = signed_in(run)
+    groups = client.get("/api/quarantine").json()["groups"]
+    (digest,) = [row["input_digest"] for g in groups for row in g["rows"] if "at risk" in g["reason"]]
+    original = client.get(f"/api/quarantine/{digest}").json()
+    assert original["frames"] == 4 and (original["rows"], original["columns"]) == (64, 64)
+    assert client.get(f"/quarantine/{digest}/frame.png?frame=3").status_code == 200
+    proposed = post(client, csrf, f"/quarantine/{digest}/propose-box",
+                    {"x0": 10.5, "y0": 4, "x1": 30, "y1": 12.2, "frames": "all"})
+    assert proposed.status_code == 200, proposed.text
+    rule = proposed.json()["proposal"]
+    assert {k: rule["match"][k] for k in ("Modality", "Rows", "Columns")} == {"Modality": "MR", "Rows": 64,
+                                                                               "Columns": 64}
+    assert [10, 4, 20, 9] in rule["regions"]
+    diff = client.get("/api/proposals").json()["diff"]
+    assert any(line.startswith("+") and "10, 4, 20, 9" in line for line in diff)
+    assert post(client, csrf, "/proposals/save", {}).status_code == 200
+    summary = veil.deidentify(run.src, run.dst, recipe=run.layer_path, key=run.key_path, workers=1)
+    assert summary.totals.quarantined == 1, "the MR is redacted by the new rule instead of refused"
+    (mr,) = [p for p in run.dst.rglob("*.dcm") if ".veil" not in p.parts
+             and pydicom.dcmread(p, stop_before_pixels=True).Modality == "MR"]
+    pixels = pydicom.dcmread(mr).pixel_array
+    assert all(np.ptp(pixels[f, 4:13, 10:30]) == 0 for f in range(4))

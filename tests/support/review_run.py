@@ -31,7 +31,7 @@ extends: research
 description: the review UI's test recipe
 rules: []
 pixels:
-  at_risk: flag
+  at_risk: {{at_risk}}
   prefilter: false
   rules:
     - name: ct-name-band
@@ -90,10 +90,11 @@ def _mr_multiframe(study: str) -> pydicom.Dataset:
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.BurnedInAnnotation = "YES"  # at risk: the recipe's at_risk action decides (flag keeps it, quarantine not)
     return ds
 
 
-def make_run(root: Path, *, change_records: bool = True) -> ReviewRun:
+def make_run(root: Path, *, change_records: bool = True, at_risk: str = "flag") -> ReviewRun:
     """Writes SRC, the recipe and a key under ``root`` and runs veil into ``root/dst``."""
     import veil
     from veil.keys import generate_key_file
@@ -108,13 +109,14 @@ def make_run(root: Path, *, change_records: bool = True) -> ReviewRun:
     whole = (src / "ct0.dcm").read_bytes()
     (src / "cut.dcm").write_bytes(whole[: len(whole) // 3])  # truncated inside the header: quarantined
     recipe_path = recipes / "review-test.yml"
-    recipe_path.write_text(RECIPE)
+    recipe_path.write_text(RECIPE.replace("{at_risk}", at_risk))
     key_path = root / "project.key"
     generate_key_file(key_path)
     dst = root / "dst"
     summary = veil.deidentify(src, dst, recipe=recipe_path, key=key_path, workers=1,
                               change_records=change_records, operator="runner")
-    assert summary.totals.quarantined == 1, "the truncated file should be quarantined"
+    expected = 1 if at_risk != "quarantine" else 2
+    assert summary.totals.quarantined == expected, "the truncated file (and the MR at risk) are quarantined"
     run = ReviewRun(src, dst, key_path, recipe_path, recipes / "review-test-site.yml")
     run.ct_outputs = sorted(p for p in dst.rglob("*") if p.is_file() and ".veil" not in p.parts
                             and pydicom.dcmread(p, stop_before_pixels=True).Modality == "CT")

@@ -186,7 +186,8 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
 
             rows = [{"tag": f"({e.tag.group:04X},{e.tag.element:04X})", "keyword": e.keyword or "", "vr": e.VR,
                      "value": display_value(ds, e.tag)} for e in ds]
-            info = {"frames": frames.frame_count(ds)}
+            info = {"frames": frames.frame_count(ds), "rows": int(ds.get("Rows", 0) or 0),
+                    "columns": int(ds.get("Columns", 0) or 0), "windows": [w.name for w in frames.windows(ds)]}
         except VeilError as exc:
             problem = str(exc)
         api = {"input_digest": digest, "elements": rows, "problem": problem, **info}
@@ -204,6 +205,43 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
         except (KeyError, PermissionError, VeilError) as exc:
             return PlainTextResponse(_message(exc), status_code=404)
         return Response(png, media_type="image/png")
+
+    async def quarantine_propose_box(request: Request) -> Response:
+        """A pixel rule drawn on a quarantined original (one the pixel policy refused, say): matched on its
+        signature, so a rerun redacts such images instead of refusing them."""
+        digest = request.path_params["digest"]
+        _need(request, Action.QUARANTINE_VIEW_ORIGINAL, resource=f"quarantine {digest[:12]}")
+        session = _need(request, Action.REVIEW_PROPOSE_RULE, resource=f"quarantine {digest[:12]}")
+        from veil.review import frames
+        from veil.review.model import input_signature
+
+        try:
+            body = await _body(request)
+            ds = frames.read_dataset(data.quarantined_original(digest))
+            signature = input_signature(ds)
+            x0, y0, x1, y1 = (float(body[k]) for k in ("x0", "y0", "x1", "y1"))
+            box = round_box(x0, y0, x1, y1, rows=signature["Rows"], columns=signature["Columns"])
+            proposal = _pixel_proposal(session, f"q:{digest}", signature, box, [], body, "")
+        except (KeyError, ValueError, TypeError) as exc:
+            return _error(request, 400, f"a box is x0, y0, x1, y1 in image pixels ({_message(exc)})")
+        except PermissionError as exc:
+            return _error(request, 403, str(exc))
+        except VeilError as exc:
+            return _error(request, 400, str(exc))
+        log.info("review: %s proposed a pixel rule from a quarantined input", session.name)
+        return JSONResponse({"ok": True, "proposal": proposal.to_dict(), "drawn": list(box)})
+
+    def _pixel_proposal(session: Session, instance: str, signature: dict[str, Any], box: tuple[int, int, int, int],
+                        blanked: list[Any], body: dict[str, Any], note: str) -> Any:
+        frame = None if body.get("frames", "all") == "all" else int(body.get("frame", 0))
+        compiled = data.compiled_recipe()
+        if compiled is None:
+            raise ProposalError("the run's recipe is not known here: start veil review with --recipe")
+        from veil.recipes.model import pixel_policy
+
+        regions, frames_ = pixel_regions(pixel_policy(compiled.recipe), signature, box, blanked, frame)
+        return proposals.add_pixel(operator=session.name, instance=instance, match=signature, regions=regions,
+                                   frames=frames_, note=note)
 
     async def quarantine_reject(request: Request) -> Response:
         digest = request.path_params["digest"]
@@ -373,19 +411,11 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
             rows, columns = int(ds.Rows), int(ds.Columns)
             x0, y0, x1, y1 = (float(body[k]) for k in ("x0", "y0", "x1", "y1"))
             box = round_box(x0, y0, x1, y1, rows=rows, columns=columns)
-            frame = None if body.get("frames", "all") == "all" else int(body.get("frame", 0))
-            compiled = data.compiled_recipe()
-            if compiled is None:
-                raise ProposalError("the run's recipe is not known here: start veil review with --recipe")
-            from veil.recipes.model import pixel_policy
-
-            signature = data.signature(inst)
-            blanked = [b for b in (inst.record.boxes if inst.record is not None else ())]
-            regions, frames_ = pixel_regions(pixel_policy(compiled.recipe), signature, box, blanked, frame)
+            blanked = list(inst.record.boxes if inst.record is not None else ())
             note = ("replaces text detection for this signature; carries the boxes blanked on this instance"
                     if "detector" in inst.source else "")
-            proposal = proposals.add_pixel(operator=session.name, instance=inst.sop_instance_uid, match=signature,
-                                           regions=regions, frames=frames_, note=note)
+            proposal = _pixel_proposal(session, inst.sop_instance_uid, data.signature(inst), box, blanked, body,
+                                       note)
         except (KeyError, ValueError, TypeError) as exc:
             return _error(request, 400, f"a box is x0, y0, x1, y1 in image pixels ({_message(exc)})")
         except VeilError as exc:
@@ -425,15 +455,19 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
             preview, _ = layer_text(base=base, base_version=str(recipe.get("version", "")), existing=existing,
                                     proposals=pending, operator=session.name, when="(on save)",
                                     name=f"{base}-site")
+        import difflib
+
+        diff = list(difflib.unified_diff((existing or "").splitlines(), preview.splitlines(), "site layer now",
+                                         "after saving", lineterm="")) if preview else []
         records = decisions.records()
         try:
             chain = f"valid, {decisions.verify()} lines"
         except VeilError as exc:
             chain = f"BROKEN: {exc}"
         api = {"pending": [p.to_dict() for p in pending], "layer": str(target) if target else None,
-               "preview": preview, "existing": existing, "chain": chain,
+               "preview": preview, "existing": existing, "diff": diff, "chain": chain,
                "decisions": [r.__dict__ | {"instances": list(r.instances)} for r in records[-500:]]}
-        return reply(request, "proposals.html", {"pending": pending, "target": target, "preview": preview,
+        return reply(request, "proposals.html", {"pending": pending, "target": target, "preview": preview, "diff": diff,
                                                  "existing": existing, "records": records[-500:], "chain": chain,
                                                  "can_save": session.can(Action.REVIEW_PROPOSE_RULE)}, api)
 
@@ -494,6 +528,7 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
         ("/quarantine", quarantine, ["GET"]),
         ("/quarantine/{digest:str}", quarantined_original, ["GET"]),
         ("/quarantine/{digest:str}/reject", quarantine_reject, ["POST"]),
+        ("/quarantine/{digest:str}/propose-box", quarantine_propose_box, ["POST"]),
         ("/redactions", redactions, ["GET"]),
         ("/instance/{uid:str}", instance, ["GET"]),
         ("/instance/{uid:str}/decide", decide, ["POST"]),

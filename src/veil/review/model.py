@@ -15,7 +15,7 @@ import os
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from veil.keys.custodian import CustodianPrivateKey
     from veil.recipes.model import CompiledRecipe
 
-__all__ = ["FREE_TEXT_VRS", "HeaderRow", "HeaderView", "Instance", "ReviewData", "SIGNATURE_KEYS", "source_kind"]
+__all__ = ["FREE_TEXT_VRS", "HeaderRow", "HeaderView", "Instance", "ReviewData", "SIGNATURE_KEYS", "input_signature",
+           "source_kind"]
 
 # The header keywords a proposed pixel rule matches on: the device signature of the issue (PS3.3 C.7.5.1 and
 # C.7.6.3); a rule matches the INPUT's header (veil.pixels.policy), so only values known to be the input's go in.
@@ -447,12 +448,7 @@ class ReviewData:
                                "Rows": int(ds.get("Rows", 0) or 0), "Columns": int(ds.get("Columns", 0) or 0)}
         source = self.source_file(inst)
         if source is not None:
-            original = frames.read_dataset(source)
-            for keyword in ("Manufacturer", "ManufacturerModelName"):
-                value = str(original.get(keyword, "") or "").strip()
-                if value:
-                    out[keyword] = value
-            return out
+            return input_signature(frames.read_dataset(source))
         try:
             changes = read_changes(self.dst, inst.shard, None).get(inst.shard, [])
         except AuditError:
@@ -488,5 +484,12 @@ class ReviewData:
         return [i.sop_instance_uid for group in groups.values() for i in rng.sample(group, min(per, len(group)))]
 
 
-def uids_of(instances: Sequence[Instance]) -> list[str]:
-    return [i.sop_instance_uid for i in instances]
+def input_signature(ds: Any) -> dict[str, Any]:
+    """The device signature of an input's header (every value known: it is the input)."""
+    out: dict[str, Any] = {"Modality": str(ds.get("Modality", "") or "").strip(),
+                           "Rows": int(ds.get("Rows", 0) or 0), "Columns": int(ds.get("Columns", 0) or 0)}
+    for keyword in ("Manufacturer", "ManufacturerModelName"):
+        value = str(ds.get(keyword, "") or "").strip()
+        if value:
+            out[keyword] = value
+    return out

@@ -28,7 +28,6 @@ function say(text, bad) {
 // --- the instance page: images, overlays, frames, windows, decisions, drawing ------------------------------
 
 function setupReview(root) {
-  const uid = root.dataset.uid;
   const rows = Number(root.dataset.rows), columns = Number(root.dataset.columns);
   const boxes = JSON.parse(document.getElementById("boxes-data").textContent);
   const overlays = [...root.querySelectorAll("svg.overlay")];
@@ -36,9 +35,9 @@ function setupReview(root) {
   const windowSelect = document.getElementById("window");
   let frame = 0, drawing = false, start = null, drawn = null;
 
-  function imageUrl(which) {
+  function imageUrl(base) {
     const params = new URLSearchParams({ frame: String(frame), window: windowSelect ? windowSelect.value : "" });
-    return `/instance/${uid}/${which}.png?${params}`;
+    return `${base}?${params}`;
   }
 
   function drawBoxes() {
@@ -64,9 +63,9 @@ function setupReview(root) {
 
   function reload() {
     const after = document.getElementById("after-img");
-    if (after) after.src = imageUrl("after");
+    if (after) after.src = imageUrl(root.dataset.afterUrl);
     const before = document.getElementById("before-img");
-    if (before) before.src = imageUrl("before");
+    if (before) before.src = imageUrl(root.dataset.beforeUrl);
     drawBoxes();
   }
 
@@ -129,7 +128,7 @@ function setupReview(root) {
       if (!drawn) return;
       const scope = document.querySelector('input[name="frames"]:checked');
       try {
-        const data = await post(`/instance/${uid}/propose-box`, { ...drawn, frames: scope && scope.value === "this" ? "this" : "all", frame });
+        const data = await post(root.dataset.proposeUrl, { ...drawn, frames: scope && scope.value === "this" ? "this" : "all", frame });
         say(`Proposed: blank ${JSON.stringify(data.drawn)} (${data.proposal.regions.length} region(s) in the rule). See Proposals.`);
         root.dataset.proposal = data.proposal.id;
       } catch (e) { say(e.message, true); }
@@ -143,7 +142,7 @@ function setupReview(root) {
       if (!body.reason) { say("choose a reason to reject", true); return; }
     }
     try {
-      const data = await post(`/instance/${uid}/decide`, body);
+      const data = await post(root.dataset.decideUrl, body);
       const state = document.getElementById("state");
       state.textContent = data.state;
       state.className = `state ${data.state}`;
