@@ -339,3 +339,16 @@ def test_a_rule_proposed_on_a_quarantined_original_lets_the_rerun_redact_it(tmp_
              and pydicom.dcmread(p, stop_before_pixels=True).Modality == "MR"]
     pixels = pydicom.dcmread(mr).pixel_array
     assert all(np.ptp(pixels[f, 4:13, 10:30]) == 0 for f in range(4))
+
+
+def test_the_overview_shows_a_verify_verdict_without_its_paths(review_run: ReviewRun, tmp_path: Path) -> None:
+    report = tmp_path / "verify.json"
+    report.write_text(json.dumps({"verdict": "fail", "source": "/archive/Quorrel_Vantessa", "destination": "/out",
+                                  "recipe": "review-test 1", "key_id": "ab", "counts": {
+                                      "findings": 2, "findings_by_category": {"header": 2}, "outputs": 4}}))
+    data = ReviewData(review_run.dst, verify_report=report)
+    shown = data.overview()["verify"]
+    assert shown["verdict"] == "fail" and shown["findings"] == 2 and shown["by_category"] == {"header": 2}
+    assert "Quorrel" not in json.dumps(shown)
+    report.write_text("{not json")
+    assert "cannot read" in ReviewData(review_run.dst, verify_report=report).overview()["verify"]["error"]
