@@ -21,6 +21,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src/veil/core/*.pyx s
 	command -v tesseract >/dev/null || packages="$$packages tesseract-ocr"; \
 	command -v dciodvfy >/dev/null || packages="$$packages dicom3tools"; \
 	[ -x /usr/bin/chromium ] || packages="$$packages chromium"; \
+	command -v Orthanc >/dev/null || packages="$$packages orthanc"; \
+	[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || packages="$$packages orthanc-dicomweb"; \
+	command -v storescp >/dev/null || packages="$$packages dcmtk"; \
 	[ -z "$$packages" ] || { command -v apt-get >/dev/null && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
 		|| echo "warning: could not install$$packages; the tests that need them will be skipped"; }

@@ -19,11 +19,13 @@ from veil.cli import (
     keygen,
     peek,
     profile,
+    push,
     recipe,
     reidentify,
     report,
     review,
     run,
+    serve,
     synth,
     users,
     verify,
@@ -53,7 +55,7 @@ __all__ = [
 
 # In the order `veil --help` lists them; each module is named for its verb.
 _VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users,
-          review)
+          review, serve, push)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Command]:

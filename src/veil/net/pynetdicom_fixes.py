@@ -1,0 +1,91 @@
+"""Two narrow fixes to pynetdicom 3.0.4, applied once by :func:`apply` before veil opens an association (which
+also makes ``send_c_store(path)`` send the file's bytes in chunks, undecoded).
+
+1. **Nagle's algorithm.** pynetdicom leaves it on, so each C-STORE response waits for the peer's delayed ACK
+   (about 40 ms: some 10 instances a second). Every socket pynetdicom creates or accepts gets ``TCP_NODELAY``.
+2. **The reactor takes a response meant for a ``send_*()`` call.** ``Association.send_c_store`` (and the other
+   ``send_*`` methods) pause the reactor thread through ``_reactor_checkpoint`` and then wait for the response
+   on the DIMSE queue. The pause handshake reads ``_is_paused``, which the reactor sets to True *before* it
+   checks the checkpoint: the sender can see True while the reactor is already past the check, and the reactor's
+   next non-blocking ``get_msg`` then takes the response off the queue (and drops it); the sender times out and
+   aborts. Once replies are fast (fix 1), this happens within a few hundred instances. The fix: while a
+   ``send_*`` call has paused the reactor, the reactor's non-blocking ``get_msg`` leaves a *response* at the
+   head of the queue to the sender; the check and the take are one step under the queue's own lock. A response
+   can only arrive after its request was sent, so after the pause began: the reactor never takes one meant for
+   a waiting sender. Requests (what the reactor serves) are taken as before.
+
+Upstream: the checkpoint came with pydicom/pynetdicom#351; the symptom is reported as pydicom/pynetdicom#842
+and #850 ("DIMSE timeout" with send_c_store). Remove this module when a release fixes the handshake.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+__all__ = ["apply", "applied"]
+
+_lock = threading.Lock()
+_applied = False
+
+
+def applied() -> bool:
+    return _applied
+
+
+def _nodelay(sock: Any) -> None:
+    if sock is None:
+        return
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # a socket already closed: nothing to speed up
+
+
+def apply() -> None:
+    """Installs both fixes (idempotent)."""
+    global _applied
+    with _lock:
+        if _applied:
+            return
+        from pynetdicom import _config, transport
+        from pynetdicom.dimse import DIMSEServiceProvider
+
+        # Send a file's dataset as it is, read in chunks, never decoded and re-encoded (veil's outputs are
+        # already what should arrive).
+        _config.STORE_SEND_CHUNKED_DATASET = True
+
+        create = transport.AssociationSocket._create_socket
+        init = transport.AssociationSocket.__init__
+
+        def _create_socket(self: Any, address: Any) -> socket.socket:
+            sock = create(self, address)
+            _nodelay(sock)
+            return sock
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            _nodelay(getattr(self, "socket", None))
+
+        transport.AssociationSocket._create_socket = _create_socket  # type: ignore[method-assign]
+        transport.AssociationSocket.__init__ = __init__  # type: ignore[method-assign]
+
+        get_msg = DIMSEServiceProvider.get_msg
+
+        def guarded_get_msg(self: Any, block: bool = False) -> Any:
+            assoc = getattr(self, "assoc", None)
+            if block or assoc is None or threading.current_thread() is not assoc:
+                return get_msg(self, block)
+            q = self.msg_queue
+            with q.mutex:
+                if not q.queue:
+                    return None, None
+                head = q.queue[0][1]
+                if getattr(head, "Status", None) is not None and not assoc._reactor_checkpoint.is_set():  # type: ignore[attr-defined]
+                    return None, None  # a response for the send_*() call that paused the reactor
+            return get_msg(self, False)
+
+        DIMSEServiceProvider.get_msg = guarded_get_msg  # type: ignore[method-assign]
+        _applied = True
