@@ -31,7 +31,13 @@ def command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.action == "status":
         return _status(config.work)
-    from veil.net.node import Node
+    try:
+        import pynetdicom  # noqa: F401
+
+        from veil.net.node import Node
+    except ImportError:
+        print("veil serve: error: the DICOM node needs its extra: pip install 'veil[net]'", file=sys.stderr)
+        return EXIT_FATAL
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines name AE titles and UIDs
