@@ -17,9 +17,9 @@ from typing import Any
 import pydicom
 import pytest
 import yaml
+from net_study import PATIENT, write_study
 from orthanc import Orthanc, free_port
 
-from conftest import PATIENT, write_study
 from veil.keys import generate_key_file
 from veil.net.config import load_config
 from veil.net.node import Node
@@ -146,8 +146,9 @@ def test_a_destination_down_for_a_while(tmp_path: Path, clean_orthancs: tuple[Or
 
 
 def _serve(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "veil", "serve", "--config", str(config)],
-                               stdout=subprocess.PIPE, stderr=open(log, "ab"))
+    with open(log, "ab") as err:
+        process = subprocess.Popen([sys.executable, "-m", "veil", "serve", "--config", str(config)],
+                                   stdout=subprocess.PIPE, stderr=err)
     assert process.stdout is not None
     line = process.stdout.readline().decode()
     assert line.startswith("veil serve:"), log.read_text()
@@ -158,6 +159,8 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 @pytest.mark.kill
@@ -197,6 +200,8 @@ def test_kill_9_during_receive_and_during_forward(tmp_path: Path, clean_orthancs
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
     assert delivered_before <= 120
     assert PATIENT not in log.read_text() and "Brannock" not in log.read_text()
 

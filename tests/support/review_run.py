@@ -151,6 +151,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        rest = self.process.stdout.read().decode() if self.process.stdout else ""
+        rest = ""
+        if self.process.stdout is not None and not self.process.stdout.closed:
+            rest = self.process.stdout.read().decode()
+            self.process.stdout.close()
         self.log.close()
         return self.log_path.read_text() + rest
