@@ -6,7 +6,6 @@ value from a file."""
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,3 @@ def send_files(dest: Destination, files: Sequence[Path], root: Path, confirmed: 
         send_folder(dest, files, root, confirmed)
     else:  # the configuration checks the type
         raise SendError(f"{dest.name}: unknown destination type {dest.type!r}")
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -14,9 +14,10 @@ import io
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -65,7 +66,6 @@ class ReviewConfig:
     src_text: str | None = None
     dst_text: str = "DST"
     reject_reasons: tuple[str, ...] = DEFAULT_REJECT_REASONS
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _session(request: Request) -> Session:
@@ -323,8 +323,8 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
                "source": inst.source, "boxes": inst.boxes, "state": state, "by": _by(record),
                "signature": data.signature(inst), "before_available": before, "shown": data.shown(inst), **info,
                "previous": previous, "next": following}
-        query = "&".join(f"{k}={v}" for k, v in request.query_params.items() if k in ("only", "modality", "source",
-                                                                                     "signature", "state"))
+        query = urlencode([(k, v) for k, v in request.query_params.items()
+                           if k in ("only", "modality", "source", "signature", "state")])
         return reply(request, "instance.html", {"inst": inst, "info": info, "state": state, "record": record,
                                                 "before": before, "api": api, "previous": previous,
                                                 "next": following, "query": query,
