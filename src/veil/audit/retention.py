@@ -279,7 +279,6 @@ def purge(dst: Path | str, *, older_than: str | None = None, operator: str | Non
     return plan
 
 
-
 def _append(path: Path, record: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"

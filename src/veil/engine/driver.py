@@ -394,7 +394,6 @@ def software_versions() -> dict[str, str]:
     return {"veil": __version__, "python": platform.python_version(), "pydicom": pydicom, "core": core}
 
 
-
 def _iso(value: object) -> str | None:
     """A manifest time as ISO 8601 UTC: as recorded, or from the epoch seconds of a manifest before them."""
     if isinstance(value, str):
