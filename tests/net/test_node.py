@@ -10,27 +10,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
 import yaml
-from net_study import PATIENT, write_study
+from net_study import PATIENT, wait_for, write_study
 from orthanc import Orthanc, free_port
 
 from veil.keys import generate_key_file
 from veil.net.config import load_config
 from veil.net.node import Node
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def node_config(tmp: Path, source: Orthanc, dest_ae: str, dest_port: int, *, port: int | None = None,
@@ -123,6 +115,35 @@ def test_unknown_caller_refused_and_a_malformed_dataset_refused(running: tuple[N
     assert int(accepted.Status) == 0, "the association goes on"
     assoc.release()
     assert node.status()["malformed"] == 1 and node.status()["quarantined"] == 1
+
+
+def test_an_association_aborted_mid_study(running: tuple[Node, Orthanc, Orthanc], tmp_path: Path) -> None:
+    """The sender aborts after 3 of 6 instances: those 3 are kept and delivered once the study is quiet; the
+    other 3, sent again on a new association, complete the study at the destination."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
+
+    from veil.net.pynetdicom_fixes import apply
+
+    apply()
+    node, _, target = running
+    files = write_study(tmp_path / "study", 6)
+    syntax = pydicom.dcmread(files[0]).file_meta.TransferSyntaxUID
+    sender = AE(ae_title="SENDER")
+    sender.add_requested_context(CTImageStorage, syntax)
+    assoc = sender.associate("127.0.0.1", node.port, ae_title="VEIL")
+    assert assoc.is_established
+    for f in files[:3]:
+        assert int(assoc.send_c_store(f).Status) == 0
+    assoc.abort()
+    wait_for(lambda: len(target.instances()) == 3, what="the 3 instances received before the abort")
+    assoc = sender.associate("127.0.0.1", node.port, ae_title="VEIL")
+    for f in files[3:]:
+        assert int(assoc.send_c_store(f).Status) == 0
+    assoc.release()
+    wait_for(lambda: len(target.instances()) == 6, what="the whole study")
+    assert len({target.tags(i)["StudyInstanceUID"] for i in target.instances()}) == 1, "one study"
+    assert node.status()["received"] == 6
 
 
 def test_a_destination_down_for_a_while(tmp_path: Path, clean_orthancs: tuple[Orthanc, Orthanc]) -> None:

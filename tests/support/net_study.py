@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -27,3 +29,11 @@ def write_study(folder: Path, count: int, *, patient_id: str = "PAT-5531") -> li
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

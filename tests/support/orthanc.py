@@ -34,7 +34,7 @@ class Orthanc:
     """One Orthanc process; ``modalities`` maps a name to (AE title, port) of peers on 127.0.0.1."""
 
     def __init__(self, folder: Path, aet: str, modalities: dict[str, tuple[str, int]] | None = None,
-                 dicom_port: int | None = None) -> None:
+                 dicom_port: int | None = None, extra: dict[str, Any] | None = None) -> None:
         self.folder = folder
         self.aet = aet
         self.dicom_port = dicom_port or free_port()
@@ -50,6 +50,7 @@ class Orthanc:
             "DicomModalities": {name: [ae, "127.0.0.1", port] for name, (ae, port) in (modalities or {}).items()},
             "Plugins": [DICOMWEB_PLUGIN] if os.path.exists(DICOMWEB_PLUGIN) else [],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            **(extra or {}),
         }
         self.config_path = folder / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=1))
@@ -70,8 +71,11 @@ class Orthanc:
                 raise RuntimeError(f"Orthanc did not start: {(folder / 'orthanc.log').read_text()[-2000:]}")
             time.sleep(0.1)
 
-    def set_modality(self, name: str, ae: str, port: int) -> None:
-        response = self.client.put(f"/modalities/{name}", json={"AET": ae, "Host": "127.0.0.1", "Port": port})
+    def set_modality(self, name: str, ae: str, port: int, tls: bool = False) -> None:
+        body: dict[str, Any] = {"AET": ae, "Host": "127.0.0.1", "Port": port}
+        if tls:
+            body["UseDicomTls"] = True
+        response = self.client.put(f"/modalities/{name}", json=body)
         response.raise_for_status()
 
     def upload(self, path: Path) -> str:

@@ -19,6 +19,7 @@ from veil.cli import (
     keygen,
     peek,
     profile,
+    pull,
     push,
     recipe,
     reidentify,
@@ -55,7 +56,7 @@ __all__ = [
 
 # In the order `veil --help` lists them; each module is named for its verb.
 _VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users,
-          review, serve, push)
+          review, serve, pull, push)
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Command]:

@@ -6,12 +6,54 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from veil.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_USAGE
 
-__all__ = ["add_parser", "command"]
+__all__ = ["add_parser", "add_tls_arguments", "command", "destination", "tls_config"]
 
 _AE_TARGET = re.compile(r"(?P<ae>[^@]{1,16})@(?P<host>[^:]+):(?P<port>\d{1,5})")
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("DICOM TLS / https")
+    tls.add_argument("--tls", action="store_true", help="DICOM TLS to the AE (the CA below, or the system's)")
+    tls.add_argument("--tls-ca", type=Path, metavar="PEM", help="the CA that signs the peer's certificate "
+                                                                 "(implies --tls)")
+    tls.add_argument("--tls-cert", type=Path, metavar="PEM", help="this end's certificate, where the peer asks")
+    tls.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+
+
+def tls_config(args: argparse.Namespace) -> Any:
+    from veil.net.tls import TlsConfig
+
+    if not (args.tls or args.tls_ca or args.tls_cert):
+        return None
+    for path in (args.tls_ca, args.tls_cert, args.tls_key):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path}: not a file")
+    return TlsConfig(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)
+
+
+def parse_ae_target(text: str) -> tuple[str, str, int] | None:
+    match = _AE_TARGET.fullmatch(text)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        return None
+    return match["ae"], match["host"], int(match["port"])
+
+
+def destination(args: argparse.Namespace) -> tuple[Any, str]:
+    """The Destination named by ``--to`` / ``--stow`` (and the TLS options), and its label."""
+    from veil.net.config import Destination
+
+    tls = tls_config(args)
+    if args.to:
+        target = parse_ae_target(args.to)
+        if target is None:
+            raise ValueError("--to is AE@HOST:PORT")
+        return Destination("push", "dimse", ae_title=target[0], host=target[1], port=target[2], tls=tls), args.to
+    return Destination("push", "stow", url=args.stow.rstrip("/"), bearer_env=args.bearer_env or "", tls=tls), \
+        args.stow
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,43 +65,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     target.add_argument("--stow", metavar="URL", help="a DICOMweb server's base URL (STOW-RS to URL/studies)")
     pp.add_argument("--calling-ae", default="VEIL", help="this end's AE title (default VEIL)")
     pp.add_argument("--bearer-env", metavar="VAR", help="STOW-RS: the bearer token is in this variable")
+    add_tls_arguments(pp)
+
+
+def report(result: Any, prog: str = "veil push") -> int:
+    if result.error:
+        print(f"{prog}: {result.error}; {result.sent:,} of {result.total - result.already:,} sent this time; "
+              "rerun to go on", file=sys.stderr)
+        return EXIT_FATAL
+    print(f"{prog}: {result.sent:,} sent, {result.already:,} already there, {result.total:,} in all", file=sys.stderr)
+    return EXIT_OK
 
 
 def command(args: argparse.Namespace) -> int:
-    import blake3
-
-    from veil.audit.read import iter_instances
-    from veil.net.config import Destination
-    from veil.net.queue import JobQueue
-    from veil.net.senders import SendError, send_files
-
-    if args.to:
-        match = _AE_TARGET.fullmatch(args.to)
-        if match is None:
-            print("veil push: error: --to is AE@HOST:PORT", file=sys.stderr)
-            return EXIT_USAGE
-        dest = Destination("push", "dimse", ae_title=match["ae"], host=match["host"], port=int(match["port"]))
-        label = args.to
-    else:
-        dest = Destination("push", "stow", url=args.stow.rstrip("/"), bearer_env=args.bearer_env or "")
-        label = args.stow
-    root = args.dst.resolve()
-    files = [root / row["output_path"] for row in iter_instances(root) if row["status"] == "written"]
-    log = JobQueue(root / ".veil" / "push" / blake3.blake3(label.encode()).hexdigest()[:32])
-    sent = log.sent("push")
-    pending = [f for f in files if str(f.relative_to(root)) not in sent]
-    done = 0
-
-    def confirmed(path: Path) -> None:
-        nonlocal done
-        log.mark_sent("push", str(path.relative_to(root)))
-        done += 1
+    from veil.net.push import push_folder
 
     try:
-        send_files(dest, pending, root, confirmed, args.calling_ae)
-    except SendError as exc:
-        print(f"veil push: {exc}; {done:,} of {len(pending):,} sent this time; rerun to go on", file=sys.stderr)
-        return EXIT_FATAL
-    print(f"veil push: {done:,} sent, {len(files) - len(pending):,} already there, {len(files):,} in all",
-          file=sys.stderr)
-    return EXIT_OK
+        dest, label = destination(args)
+    except ValueError as exc:
+        print(f"veil push: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return report(push_folder(args.dst, dest, label, args.calling_ae))

@@ -4,6 +4,7 @@ listens.
     ae_title: VEIL                 # this node's AE title
     host: 127.0.0.1                # where the Storage SCP listens
     port: 11112
+    tls: {cert: node.pem, key: node.key, ca: site-ca.pem, require_client_cert: true}   # DICOM TLS (optional)
     allow:                         # calling AEs allowed to store here (AE title and host)
       - {ae_title: PACS, host: 127.0.0.1}
     work: /var/lib/veil-node       # spool, outputs, queues, audit (created; mode 0700)
@@ -14,7 +15,8 @@ listens.
     health_port: 8089              # GET http://127.0.0.1:8089/health (counts only, no PHI); 0 = any free port
     retry: {attempts: 8, first_seconds: 2, max_seconds: 300}   # then the job is a dead letter
     destinations:
-      - {name: research-pacs, type: dimse, ae_title: RESEARCH, host: 10.0.0.5, port: 104}
+      - {name: research-pacs, type: dimse, ae_title: RESEARCH, host: 10.0.0.5, port: 2762,
+         tls: {ca: site-ca.pem, cert: node.pem, key: node.key}}
       - {name: archive, type: folder, path: /data/deidentified}
       - {name: web, type: stow, url: "https://pacs.example/dicom-web", auth: {bearer_env: STOW_TOKEN}}
 """
@@ -30,6 +32,7 @@ from typing import Any
 import yaml
 
 from veil.errors import VeilError
+from veil.net.tls import TlsConfig
 
 __all__ = ["Allowed", "ConfigError", "Destination", "NodeConfig", "RetryPolicy", "load_config", "parse_config"]
 
@@ -60,6 +63,7 @@ class Destination:
     bearer_env: str = ""
     basic_user: str = ""
     basic_password_env: str = ""
+    tls: TlsConfig | None = None  # dimse: DICOM TLS to the AE; stow: the CA and client certificate for https
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class NodeConfig:
     health_port: int = 0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     destinations: tuple[Destination, ...] = ()
+    tls: TlsConfig | None = None  # the Storage SCP speaks DICOM TLS only
 
     def allowed(self, ae_title: str, host: str) -> bool:
         ae = ae_title.strip()
@@ -116,7 +121,33 @@ def _port(value: Any, where: str, zero: bool = False) -> int:
     return port
 
 
-def _destination(data: Any, index: int) -> Destination:
+def parse_tls(data: Any, where: str, path: Any, server: bool = False) -> TlsConfig | None:
+    """The ``tls:`` mapping (cert, key, ca, require_client_cert); files must exist."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}.tls: a mapping (cert, key, ca{', require_client_cert' if server else ''})")
+    allowed = {"cert", "key", "ca"} | ({"require_client_cert"} if server else set())
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}.tls: unknown key {unknown[0]!r}")
+    files = {}
+    for name in ("cert", "key", "ca"):
+        if data.get(name):
+            files[name] = path(data[name])
+            if not files[name].is_file():
+                raise ConfigError(f"{where}.tls.{name}: {files[name]} is not a file")
+    if server and "cert" not in files:
+        raise ConfigError(f"{where}.tls: a listening node needs cert (and key)")
+    if "key" in files and "cert" not in files:
+        raise ConfigError(f"{where}.tls: key without cert")
+    require = bool(data.get("require_client_cert", False))
+    if require and "ca" not in files:
+        raise ConfigError(f"{where}.tls: require_client_cert needs ca (the CA that signs the clients)")
+    return TlsConfig(files.get("cert"), files.get("key"), files.get("ca"), require)
+
+
+def _destination(data: Any, index: int, path: Any) -> Destination:
     where = f"destinations[{index}]"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a mapping with name and type")
@@ -127,7 +158,8 @@ def _destination(data: Any, index: int) -> Destination:
         raise ConfigError(f"{where}: type is one of {', '.join(DESTINATION_TYPES)}")
     if kind == "dimse":
         return Destination(name, kind, ae_title=_ae(_need(data, "ae_title", where), where),
-                           host=str(_need(data, "host", where)), port=_port(_need(data, "port", where), where))
+                           host=str(_need(data, "host", where)), port=_port(_need(data, "port", where), where),
+                           tls=parse_tls(data.get("tls"), where, path))
     if kind == "folder":
         return Destination(name, kind, path=str(_need(data, "path", where)))
     auth = data.get("auth") or {}
@@ -138,7 +170,8 @@ def _destination(data: Any, index: int) -> Destination:
         raise ConfigError(f"{where}: url is http:// or https://")
     return Destination(name, kind, url=url.rstrip("/"), bearer_env=str(auth.get("bearer_env", "")),
                        basic_user=str(auth.get("basic_user", "")),
-                       basic_password_env=str(auth.get("basic_password_env", "")))
+                       basic_password_env=str(auth.get("basic_password_env", "")),
+                       tls=parse_tls(data.get("tls"), where, path))
 
 
 def parse_config(data: Any, base: Path | None = None) -> NodeConfig:
@@ -146,7 +179,7 @@ def parse_config(data: Any, base: Path | None = None) -> NodeConfig:
     if not isinstance(data, dict):
         raise ConfigError("node configuration: a mapping")
     known = {"ae_title", "host", "port", "allow", "work", "recipe", "key", "quiet_seconds", "workers", "health_port",
-             "retry", "destinations"}
+             "retry", "destinations", "tls"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"node configuration: unknown key {unknown[0]!r}")
@@ -175,7 +208,7 @@ def parse_config(data: Any, base: Path | None = None) -> NodeConfig:
         raise ConfigError("retry, quiet_seconds and workers are numbers") from None
     if policy.attempts < 1 or policy.first_seconds <= 0 or quiet < 0 or workers < 1:
         raise ConfigError("retry.attempts >= 1, retry.first_seconds > 0, quiet_seconds >= 0, workers >= 1")
-    destinations = tuple(_destination(d, i) for i, d in enumerate(data.get("destinations") or []))
+    destinations = tuple(_destination(d, i, path) for i, d in enumerate(data.get("destinations") or []))
     if not destinations:
         raise ConfigError("destinations: name at least one (dimse, folder or stow)")
     if len({d.name for d in destinations}) != len(destinations):
@@ -186,7 +219,7 @@ def parse_config(data: Any, base: Path | None = None) -> NodeConfig:
         key=path(data["key"]) if data.get("key") else None, host=str(data.get("host", "127.0.0.1")),
         allow=tuple(allow), quiet_seconds=quiet, workers=workers,
         health_port=_port(data.get("health_port", 0), "health_port", True), retry=policy,
-        destinations=destinations)
+        destinations=destinations, tls=parse_tls(data.get("tls"), "node", path, server=True))
 
 
 def load_config(path: str | os.PathLike[str]) -> NodeConfig:

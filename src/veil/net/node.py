@@ -5,7 +5,8 @@ Threads: pynetdicom's server (one per association) writes each instance durably 
 answers success (:class:`veil.net.spool.Spool`); the **study loop** moves quiet studies to processing and runs
 :func:`veil.api.deidentify` on each (study layout, the node's recipe and key: the same outputs as ``veil run``
 on the same files), queues a job per destination, then drops the originals; one **sender** per destination
-works its queue (retries with backoff, dead letters). A health endpoint on 127.0.0.1 answers counts only.
+works its queue (retries with backoff, dead letters). A health endpoint on 127.0.0.1 answers counts only
+(``GET /health``); ``POST /trigger`` with the token of ``WORK/control.token`` completes every study now.
 
 Restart after a crash: studies found in processing are redone whole (the engine writes the same bytes), jobs
 found pending are sent on from what their ``.sent`` log says is not yet there.
@@ -13,8 +14,10 @@ found pending are sent on from what their ``.sent`` log says is not yet there.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 import shutil
 import threading
 import time
@@ -27,7 +30,7 @@ from veil.errors import MalformedDicom, VeilError
 from veil.net.config import NodeConfig
 from veil.net.queue import JobQueue
 from veil.net.senders import SendError, send_files
-from veil.net.spool import Spool, fsync_dir
+from veil.net.spool import Spool, fsync_dir, received_bytes, write_durable
 
 __all__ = ["Node"]
 
@@ -38,6 +41,25 @@ log = logging.getLogger(__name__)
 _CANNOT_UNDERSTAND = 0xC000
 _OUT_OF_RESOURCES = 0xA700
 _NOT_AUTHORIZED = 0x0124
+# The largest P-DATA PDU this SCP accepts: an instance of a few hundred KB arrives in one or a few PDUs
+# instead of dozens of pynetdicom's default 16 KB (each PDU costs a trip through pynetdicom's state machine).
+_MAX_PDU = 4 * 1024 * 1024
+
+
+def finish_study(spool: Spool, queues: list[JobQueue], study: str) -> bool:
+    """Keeps a study's audit and removes its outputs once no destination's job is pending or dead (a job
+    dropped by ``veil serve drop`` is gone); False while one still is."""
+    jobs = [job for job in (q.get(study) for q in queues) if job is not None]
+    if any(job.state != "done" for job in jobs):
+        return False
+    out = spool.out / study
+    audit = spool.audit / study
+    if (out / ".veil").is_dir() and not audit.exists():
+        shutil.move(str(out / ".veil"), str(audit))
+    shutil.rmtree(out, ignore_errors=True)
+    for queue in queues:
+        queue.remove(study)
+    return True
 
 
 class Node:
@@ -64,6 +86,7 @@ class Node:
         self.port = config.port
         self.health_port = config.health_port
         self._force = threading.Event()
+        self.control_token = secrets.token_urlsafe(32)  # POST /trigger needs it (the file is the node user's)
 
     def count(self, name: str, n: int = 1) -> None:
         with self._counter_lock:
@@ -76,12 +99,13 @@ class Node:
         if not self.config.allowed(str(requestor.ae_title), str(requestor.address)):
             self.count("refused")
             return _NOT_AUTHORIZED
+        from veil.core._core import build_meta, peek
+
         try:
-            data = event.encoded_dataset(include_meta=True)
+            data = received_bytes(event, build_meta)
         except Exception:
             self.count("failed")
             return _CANNOT_UNDERSTAND
-        from veil.core._core import peek
 
         try:
             info = peek(data, "c-store")
@@ -118,8 +142,15 @@ class Node:
                 ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         ae.maximum_associations = 32
+        ae.maximum_pdu_size = _MAX_PDU
         handlers: list[Any] = [(evt.EVT_C_STORE, self._handle_store)]
-        self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers)
+        tls = None
+        if self.config.tls is not None:
+            from veil.net.tls import server_context
+
+            tls = server_context(self.config.tls)
+        self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers,
+                                       ssl_context=tls)
         self.port = self._server.server_address[1]
 
     # --- de-identify --------------------------------------------------------------------------------------
@@ -216,17 +247,9 @@ class Node:
             self._stop.wait(0.2)
 
     def _finish(self, study: str) -> None:
-        """Once every destination has a study: its audit is kept, its outputs go."""
-        jobs = [q.get(study) for q in self.queues.values()]
-        if any(job is None or job.state != "done" for job in jobs):
-            return
-        out = self.spool.out / study
-        audit = self.spool.audit / study
-        if (out / ".veil").is_dir() and not audit.exists():
-            shutil.move(str(out / ".veil"), str(audit))
-        shutil.rmtree(out, ignore_errors=True)
-        for queue in self.queues.values():
-            queue.remove(study)
+        """Once every destination has a study (or dropped it): its audit is kept, its outputs go."""
+        finish_study(self.spool, list(self.queues.values()), study)
+
 
     # --- health -------------------------------------------------------------------------------------------
 
@@ -257,6 +280,18 @@ class Node:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:  # noqa: N802
+                if self.path != "/trigger":
+                    self.send_error(404)
+                    return
+                given = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {node.control_token}".encode()):
+                    self.send_error(401, "the control token (WORK/control.token) is needed")
+                    return
+                node.trigger()
+                self.send_response(204)
+                self.end_headers()
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 return  # no access log
 
@@ -278,6 +313,7 @@ class Node:
         self._spawn(self._study_loop, "studies")
         for name in self.queues:
             self._spawn(self._send_loop, f"send-{name}", name)
+        write_durable(self.config.work / "control.token", self.control_token.encode(), 0o600)
         state = self.config.work / "node.json"
         state.write_text(json.dumps({"port": self.port, "health_port": self.health_port}) + "\n")
         log.info("veil serve: %s listening on %s:%d, health on 127.0.0.1:%d", self.config.ae_title,

@@ -91,6 +91,26 @@ class JobQueue:
         finally:
             os.close(fd)
 
+    def dead(self) -> list[Job]:
+        return [j for j in self.jobs() if j.state == "dead"]
+
+    def retry(self, study: str) -> bool:
+        """A dead letter back to pending, its attempts counted from zero (``veil serve retry``)."""
+        job = self.get(study)
+        if job is None or job.state != "dead":
+            return False
+        job.state, job.attempts, job.next, job.error = "pending", 0, 0.0, ""
+        self.save(job)
+        return True
+
+    def drop(self, study: str) -> bool:
+        """A dead letter given up for this destination (``veil serve drop``): its job and log go."""
+        job = self.get(study)
+        if job is None or job.state != "dead":
+            return False
+        self.remove(study)
+        return True
+
     def depths(self) -> dict[str, int]:
         counts = dict.fromkeys(STATES, 0)
         for job in self.jobs():

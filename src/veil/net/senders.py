@@ -45,7 +45,12 @@ def send_dimse(dest: Destination, files: Sequence[Path], confirmed: Confirmed, c
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.requested_contexts = [build_context(sop, [ts]) for sop, ts in pairs]
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    tls = None
+    if dest.tls is not None:
+        from veil.net.tls import client_context
+
+        tls = (client_context(dest.tls), dest.host)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls)
     if not assoc.is_established:
         raise SendError(f"{dest.name}: association to {dest.ae_title} refused or unreachable")
     try:
@@ -75,7 +80,12 @@ def send_stow(dest: Destination, files: Sequence[Path], confirmed: Confirmed, ti
         headers["Authorization"] = f"Bearer {token}"
     elif dest.basic_user:
         auth = (dest.basic_user, os.environ.get(dest.basic_password_env, ""))
-    with httpx.Client(timeout=timeout, auth=auth) as client:
+    verify: Any = True
+    if dest.tls is not None:
+        from veil.net.tls import client_context
+
+        verify = client_context(dest.tls)
+    with httpx.Client(timeout=timeout, auth=auth, verify=verify) as client:
         for start in range(0, len(files), _STOW_BATCH):
             batch = files[start:start + _STOW_BATCH]
             boundary = f"veil-{os.urandom(12).hex()}"

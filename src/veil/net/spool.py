@@ -21,10 +21,11 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import blake3
 
-__all__ = ["Spool", "fsync_dir", "write_durable"]
+__all__ = ["Spool", "fsync_dir", "received_bytes", "write_durable"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -48,6 +49,16 @@ def write_durable(target: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(fd)
     os.replace(tmp, target)
     fsync_dir(target.parent)
+
+
+def received_bytes(event: Any, build_meta: Any) -> bytes:
+    """A received C-STORE data set as a Part 10 file: a File Meta group from the request and the presentation
+    context (the native core's writer: pydicom's costs more than the rest of the receive), then the bytes as
+    the peer sent them."""
+    request = event.request
+    meta = build_meta(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
+                      str(event.context.transfer_syntax))
+    return bytes(meta) + event.encoded_dataset(include_meta=False)
 
 
 class Spool:
