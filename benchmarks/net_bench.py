@@ -215,8 +215,10 @@ class Row:
 
 
 class Bench:
-    def __init__(self, files: list[Path], study: str, scratch: Path, work: Path, repeat: int) -> None:
+    def __init__(self, files: list[Path], study: str, scratch: Path, work: Path, repeat: int,
+                 recipe: str = "research") -> None:
         self.files, self.study, self.scratch, self.work, self.repeat = files, study, scratch, work, repeat
+        self.recipe = recipe
         self.n = len(files)
         self.procs = Processes()
         self.orthanc: Any = None
@@ -339,7 +341,7 @@ class Bench:
                 "health_port": 0,
                 "allow": [{"ae_title": SENDER, "host": "127.0.0.1"}],
                 "work": str(work),
-                "recipe": "research",
+                "recipe": self.recipe,
                 "key": str(self.key),
                 "quiet_seconds": 0.3,
                 "workers": 2,
@@ -450,8 +452,12 @@ class Bench:
             return False
         return done.returncode == 0
 
-    def run_pull(self) -> None:
-        row = self.row("pull", "veil pull (C-MOVE + de-identify)")
+    def run_pull_wado(self) -> None:
+        self.run_pull(wado=True)
+
+    def run_pull(self, wado: bool = False) -> None:
+        row = (self.row("pull-wado", "veil pull (QIDO/WADO-RS + de-identify)") if wado
+               else self.row("pull", "veil pull (C-MOVE + de-identify)"))
         if not self.pull_available():
             row.note = "veil pull: not available"
             print(row.note, flush=True)
@@ -465,22 +471,23 @@ class Bench:
             dst = base / "dst"
             port = free_port()
             self.orthanc.set_modality("veilpull", PULL_AE, port)
+            source = (
+                ["--qido", f"{self.orthanc.url}/dicom-web"]
+                if wado
+                else ["--from", f"{ORTHANC_AE}@127.0.0.1:{self.orthanc.dicom_port}", "--move-ae", PULL_AE,
+                      "--move-port", str(port)]
+            )
             command = [
                 *self.veil,
                 "pull",
                 str(dst),
-                "--from",
-                f"{ORTHANC_AE}@127.0.0.1:{self.orthanc.dicom_port}",
+                *source,
                 "--calling-ae",
                 PULL_AE,
-                "--move-ae",
-                PULL_AE,
-                "--move-port",
-                str(port),
                 "--studies",
                 str(studies),
                 "--recipe",
-                "research",
+                self.recipe,
                 "--key",
                 str(self.key),
                 "--workers",
@@ -507,10 +514,11 @@ class Bench:
             ("serve", self.run_serve),
             ("move", self.run_move),
             ("pull", self.run_pull),
+            ("pull-wado", self.run_pull_wado),
         ):
             if only and name not in only:
                 continue
-            if name in ("move", "pull") and self.orthanc is None:
+            if name in ("move", "pull", "pull-wado") and self.orthanc is None:
                 self.run_orthanc()  # they retrieve from an Orthanc that holds the study
             print(f"running {name} ...", flush=True)
             step()
@@ -542,6 +550,7 @@ RATIOS = [
     ("veil serve receive / storescp", "serve", "storescp", ">=", 0.5),
     ("veil serve receive / Orthanc ingest", "serve", "orthanc", ">", 1.0),
     ("veil pull / Orthanc C-MOVE", "pull", "move", ">=", 0.8),
+    ("veil pull by WADO-RS / Orthanc C-MOVE", "pull-wado", "move", ">=", 0.8),
 ]
 
 
@@ -615,13 +624,15 @@ def main() -> int:
         "--scratch", type=Path, help="where the servers write (default: /dev/shm where present)"
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures as JSON")
-    parser.add_argument("--only", default="", help="comma-separated rows: storescp,orthanc,serve,move,pull")
+    parser.add_argument("--only", default="", help="comma-separated rows: storescp,orthanc,serve,move,pull,pull-wado")
     parser.add_argument("--keep", action="store_true", help="keep the generated inputs")
+    parser.add_argument("--recipe", default="research", help="the recipe veil serve and veil pull apply "
+                                                             "(default research)")
     args = parser.parse_args()
     if args.instances < 1 or args.repeat < 1:
         parser.error("--instances and --repeat are at least 1")
     only = {name for name in args.only.split(",") if name}
-    unknown = only - {"storescp", "orthanc", "serve", "move", "pull"}
+    unknown = only - {"storescp", "orthanc", "serve", "move", "pull", "pull-wado"}
     if unknown:
         parser.error(f"--only: unknown row {sorted(unknown)[0]!r}")
 
@@ -650,7 +661,7 @@ def main() -> int:
         files = write_study(inputs, args.instances)
         study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         size = sum(p.stat().st_size for p in files)
-        bench = Bench(files, study, scratch, work, args.repeat)
+        bench = Bench(files, study, scratch, work, args.repeat, args.recipe)
         if bench.storescu is None or bench.storescp is None:
             print(
                 "net_bench: DCMTK's storescu and storescp are needed (apt-get install dcmtk)", file=sys.stderr

@@ -336,3 +336,21 @@ def test_the_reactor_never_takes_a_response_a_send_is_waiting_for() -> None:
     reactor.start()
     reactor.join()
     assert results == [(None, None), 1, True, True]
+
+
+@pytest.mark.parametrize("status", [0x0000, 0xB000, 0xA700])
+def test_the_direct_c_store_response_is_pynetdicoms_encoding(status: int) -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    from veil.net.pynetdicom_fixes import encode_store_response
+
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo, primitive.Status = 65535, status
+    primitive.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    for sop in ("1.2.3.4", "1.2.826.0.1.3680043.8.498.12345678901234567890"):  # even and odd lengths
+        primitive.AffectedSOPInstanceUID = sop
+        message = C_STORE_RSP()
+        message.primitive_to_message(primitive)
+        assert encode_store_response(primitive) == encode(message.command_set, True, True)

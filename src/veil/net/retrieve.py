@@ -180,6 +180,7 @@ class DimseSource:
         ae.ae_title = self.move_ae
         ae.require_calling_aet = [self.ae_title]
         ae.require_called_aet = True
+        ae.maximum_pdu_size = 4 * 1024 * 1024  # as veil serve: an instance in one or a few PDUs
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
