@@ -73,12 +73,15 @@ def test_pull_by_c_get(tmp_path: Path, pacs: dict[str, object]) -> None:
     assert outputs(tmp_path / "dst") == pacs["expected"]
 
 
-def test_pull_by_qido_and_wado(tmp_path: Path, pacs: dict[str, object]) -> None:
-    source = pacs["source"]
-    assert isinstance(source, Orthanc)
-    args = pull_args(tmp_path, pacs, "--qido", f"{source.url}/dicom-web", "--patients", str(tmp_path / "patients.txt"))
+def test_pull_by_qido_and_wado_then_stow(tmp_path: Path, pacs: dict[str, object],
+                                         clean_orthancs: tuple[Orthanc, Orthanc]) -> None:
+    source, target = clean_orthancs
+    args = pull_args(tmp_path, pacs, "--qido", f"{source.url}/dicom-web", "--patients", str(tmp_path / "patients.txt"),
+                     "--send-stow", f"{target.url}/dicom-web")
     assert main(args) == 0
     assert outputs(tmp_path / "dst") == pacs["expected"]
+    sent = {str(pydicom.dcmread(tmp_path / "dst" / name).SOPInstanceUID) for name in outputs(tmp_path / "dst")}
+    assert target.sop_uids() == sent, "then sent on by STOW-RS"
 
 
 def test_a_refused_pull_goes_on_where_it_stopped(tmp_path: Path, pacs: dict[str, object],
