@@ -164,7 +164,8 @@ def apply() -> None:
                 send_msg(self, primitive, context_id)
                 return
             pdata = P_DATA()
-            pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]  # command, last fragment
+            # a list [ID, PDV] at run time (the type stubs say a tuple): the command, last fragment
+            pdata.presentation_data_value_list = [[context_id, b"\x03" + command]]  # type: ignore[list-item]
             self.dul.send_pdu(pdata)
 
         DIMSEServiceProvider.send_msg = fast_send_msg  # type: ignore[method-assign]
