@@ -91,6 +91,7 @@ def deidentify(
     custodian_public: PathLike | None = None,
     change_records: bool = False,
     retention: Mapping[str, str] | str | None = None,
+    atomic: str | None = None,
 ) -> RunSummary:
     """De-identifies every file under ``src`` into ``dst`` with ``recipe`` and ``key``: ``veil run`` as a call.
 
@@ -102,7 +103,9 @@ def deidentify(
     manifest (default: the login name). ``custodian_public`` (a ``veil keygen --custodian`` ``.pub`` file) seals
     everything that can re-identify to the custodian, so the run key opens none of it; ``change_records``
     records every changed attribute for ``veil report`` (originals sealed: needs a key or a custodian);
-    ``retention`` overrides the recipe's (``{"quarantine": "30d"}`` or the ``--retention`` text). Returns the run's
+    ``retention`` overrides the recipe's (``{"quarantine": "30d"}`` or the ``--retention`` text). ``atomic`` is
+    ``"shard"`` (outputs under their final names, a shard done once they are synced; the default for a new
+    ``dst``) or ``"file"`` (each output renamed into place, for a ``dst`` others read during the run). Returns the run's
     :class:`~veil.engine.RunSummary` (files, written, quarantined, bytes, seconds, run id); raises
     :class:`~veil.engine.FatalRunError` (a :class:`~veil.errors.VeilError`) when the run cannot go on.
     """
@@ -136,6 +139,7 @@ def deidentify(
         custodian_public=os.fspath(custodian_public) if custodian_public is not None else None,
         change_records=change_records,
         retention=policy,
+        atomic=atomic,
     )
     return run(options, compiled, the_key)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import mmap
 import os
 import time
@@ -149,8 +150,11 @@ class Deidentifier:
     """
 
     def __init__(self, plan: Plan, functions: KeyedFunctions | None = None, pixel_policy: PixelPolicy | None = None,
-                 pseudonyms: Callable[[bytes], bytes] | None = None) -> None:
+                 pseudonyms: Callable[[bytes], bytes] | None = None, direct: bool = False) -> None:
         self.plan = plan
+        # Outputs written under their final names (the run's shard is the atomic unit; see veil.engine), or
+        # under a temporary name then renamed (each file appears whole or not at all).
+        self.direct = direct
         self.functions = functions
         self.pixel_policy = pixel_policy  # burned-in text rules, or None
         self.pseudonyms = pseudonyms
@@ -163,7 +167,8 @@ class Deidentifier:
         # Whether the core can do a file end to end (:meth:`native_file`): plans that need no peek at the file
         # first (free-text cleaning does), and no pixel work. :meth:`process` decides per call.
         self.native = plan.callback is None and pixel_policy is None
-        self._rewrite_file = self._rewriter.rewrite_file
+        self._rewrite_file = (functools.partial(self._rewriter.rewrite_file, direct=True) if direct
+                              else self._rewriter.rewrite_file)
 
     def native_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int]:
         """One file end to end in the core (read or map, rewrite, write beside ``dst`` under a temporary name,
@@ -321,9 +326,9 @@ class Deidentifier:
                     dst = os.fspath(destination)
                 redacted = self._pixels(data, result, src) if self.pixel_policy is not None else None
                 if redacted is None:
-                    written = _write_atomically(dst, result, None if small else fd)
+                    written = _write_atomically(dst, result, None if small else fd, self.direct)
                 else:
-                    written = _write_bytes_atomically(dst, redacted.data)
+                    written = _write_bytes_atomically(dst, redacted.data, self.direct)
                     redacted = dataclasses.replace(redacted, data=b"")  # the audit needs the record only
                 pairs: tuple[tuple[str, bytes, bytes], ...] = ()
                 if reid:
@@ -427,18 +432,20 @@ def _open_temporary(tmp: str, directory: str) -> int:
         return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
 
-def _write_to(dst: str, write: Callable[[int], int]) -> int:
+def _write_to(dst: str, write: Callable[[int], int], direct: bool = False) -> int:
     """Runs ``write(fd)`` on a temporary file beside ``dst``, then renames it: the output appears whole or not
-    at all. The temporary name is fixed, so a retried or resumed write replaces it, never leaves another."""
+    at all. The temporary name is fixed, so a retried or resumed write replaces it, never leaves another.
+    ``direct`` writes ``dst`` itself (removed on a failure), for runs whose shard is the atomic unit."""
     directory = os.path.dirname(dst) or "."
     _make_directory(directory)
-    tmp = os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
+    tmp = dst if direct else os.path.join(directory, f".{os.path.basename(dst)}.veil-tmp")
     fd = _open_temporary(tmp, directory)
     try:
         total = write(fd)
         os.close(fd)
         fd = -1
-        os.replace(tmp, dst)
+        if not direct:
+            os.replace(tmp, dst)
         return total
     except BaseException:
         if fd >= 0:
@@ -450,15 +457,15 @@ def _write_to(dst: str, write: Callable[[int], int]) -> int:
         raise
 
 
-def _write_bytes_atomically(dst: str, data: bytes) -> int:
-    return _write_to(dst, lambda fd: _write_all(fd, data))
+def _write_bytes_atomically(dst: str, data: bytes, direct: bool = False) -> int:
+    return _write_to(dst, lambda fd: _write_all(fd, data), direct)
 
 
-def _write_atomically(dst: str, result: RewriteResult, source_fd: int | None) -> int:
+def _write_atomically(dst: str, result: RewriteResult, source_fd: int | None, direct: bool = False) -> int:
     """Header, pixel tail, trailer. With ``source_fd`` the pixel tail is copied from the input in the kernel;
     without, all parts go in one ``writev``."""
     if source_fd is None:
-        return _write_to(dst, lambda fd: _writev_all(fd, result.parts()))
+        return _write_to(dst, lambda fd: _writev_all(fd, result.parts()), direct)
 
     def write(fd: int) -> int:
         total = _write_all(fd, result.header)
@@ -469,7 +476,7 @@ def _write_atomically(dst: str, result: RewriteResult, source_fd: int | None) ->
             total += _write_all(fd, result.trailer)
         return total
 
-    return _write_to(dst, write)
+    return _write_to(dst, write, direct)
 
 
 def _writev_all(fd: int, parts: list[Any]) -> int:

@@ -201,6 +201,70 @@ def test_resume_after_a_crash_gives_the_same_archive(archive, compiled, tmp_path
     assert table.num_rows == 30 and len(set(table.column("input_digest").to_pylist())) == 30
 
 
+@pytest.mark.parametrize("atomic", ["shard", "file"])
+def test_a_shard_whose_outputs_were_not_all_written_is_redone_on_resume(archive, compiled, tmp_path, monkeypatch,
+                                                                        atomic) -> None:
+    """The run dies inside its third shard, after two of its three outputs: with --atomic shard they are there
+    under their final names (one of them then cut short, as a power loss leaves it), with --atomic file as
+    temporary files. The shard has no audit part, so the resume redoes it whole: the same archive."""
+    run(archive, tmp_path / "whole", compiled, shard_files=3)
+    real = sharding.Deidentifier.process
+    calls = {"n": 0}
+
+    def dies_on_the_ninth(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt("killed inside the third shard")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(sharding.Deidentifier, "process", dies_on_the_ninth)
+    with pytest.raises(KeyboardInterrupt):
+        run(archive, tmp_path / "cut", compiled, shard_files=3, atomic=atomic)
+    monkeypatch.setattr(sharding.Deidentifier, "process", real)
+    manifest = json.loads((tmp_path / "cut" / ".veil" / "manifest.json").read_text())
+    assert manifest["atomic"] == atomic
+    assert len(audit.completed_shards(tmp_path / "cut")) == 2
+    finals = tree(tmp_path / "cut")
+    if atomic == "shard":
+        assert len(finals) == 8, "six outputs of done shards, two of the cut one under their final names"
+        partial = sorted(set(finals) - set(_done_outputs(tmp_path / "cut")))
+        assert len(partial) == 2
+        half = tmp_path / "cut" / partial[0]
+        half.write_bytes(half.read_bytes()[:100])
+    else:
+        assert len(finals) == 8, "whole files only: each one appears whole or not at all"
+    with pytest.raises(engine.FatalRunError, match="--atomic"):
+        run(archive, tmp_path / "cut", compiled, resume=True, atomic="file" if atomic == "shard" else "shard")
+    summary = run(archive, tmp_path / "cut", compiled, resume=True)
+    assert summary.shards_resumed == 2
+    assert tree(tmp_path / "cut") == tree(tmp_path / "whole")
+    assert not list((tmp_path / "cut").rglob("*.veil-tmp"))
+
+
+def _done_outputs(dst: Path) -> list[str]:
+    return [p for p in audit.read_audit(dst).column("output_path").to_pylist() if p]
+
+
+def test_a_new_dst_is_written_shard_atomic_and_synced(archive, compiled, tmp_path, monkeypatch) -> None:
+    synced: list[str] = []
+    monkeypatch.setattr(sharding, "sync_filesystem", lambda path: synced.append(str(path)))
+    summary = run(archive, tmp_path / "new", compiled, shard_files=10)
+    assert json.loads((tmp_path / "new" / ".veil" / "manifest.json").read_text())["atomic"] == "shard"
+    assert synced == [str(tmp_path / "new")] * summary.shards, "one sync per shard, before its audit part"
+    run(archive, tmp_path / "new", compiled, shard_files=10)  # a run into a DST written before: renamed files
+    assert json.loads((tmp_path / "new" / ".veil" / "manifest.json").read_text())["atomic"] == "file"
+    with pytest.raises(engine.FatalRunError, match="--atomic is one of"):
+        run(archive, tmp_path / "other", compiled, atomic="directory")
+
+
+def test_sync_filesystem_syncs_and_names_a_missing_path(tmp_path) -> None:
+    from veil.system import sync_filesystem
+
+    sync_filesystem(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        sync_filesystem(tmp_path / "missing")
+
+
 def _entries(n: int):  # type: ignore[no-untyped-def]
     return (engine.Entry(f"/src/{i}.dcm", f"{i}.dcm", 100) for i in range(n))
 
@@ -246,8 +310,8 @@ def test_the_chosen_shard_size_is_kept_by_a_resume_on_other_workers(archive, com
 
 
 @pytest.mark.kill
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> None:
+@pytest.mark.parametrize(("workers", "atomic"), [(1, "shard"), (2, "shard"), (1, "file"), (2, "file")])
+def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers, atomic) -> None:
     """The driver killed with SIGKILL mid-run (its pool workers die with it), then ``--resume``: the same
     outputs, one audit row per input, and a re-identification table with every row of an uninterrupted run."""
     from veil.keys import load_key
@@ -260,10 +324,11 @@ def test_sigkill_mid_run_then_resume_is_byte_identical(tmp_path, workers) -> Non
     base = [sys.executable, "-m", "veil.cli", "run", str(src)]
     opts = ["--key", str(key), "--shard-files", "4", "--workers", str(workers)]
     whole = ["--reid-table", str(tmp_path / "whole.reid")]
+    first = ["--atomic", atomic]  # the resume takes the mode from the manifest
     killed = ["--reid-table", str(tmp_path / "killed.reid")]
     done = subprocess.run(base + [str(tmp_path / "whole")] + opts + whole, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    kill_mid_run(base + [str(tmp_path / "killed")] + opts + killed, tmp_path / "killed")
+    kill_mid_run(base + [str(tmp_path / "killed")] + opts + killed + first, tmp_path / "killed")
     finished = len(audit.completed_shards(tmp_path / "killed"))
     assert 10 <= finished < 100, "the kill must land mid-run"
     assert not (tmp_path / "killed.reid").exists() and journal_dir(tmp_path / "killed.reid").is_dir()

@@ -37,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--reid-table", type=Path, help="write the encrypted re-identification table here")
     run.add_argument("--files-from", type=Path, help="a listing file, one path a line (relative to SRC)")
     run.add_argument("--layout", choices=("mirror", "study"), default="mirror")
+    run.add_argument("--atomic", choices=("shard", "file"),
+                     help="shard (default for a new DST): outputs under their final names, a shard recorded done "
+                          "once they are synced, redone whole on --resume if cut short; file: each output under a "
+                          "temporary name, renamed (for a DST others read during the run)")
     run.add_argument("--quarantine", choices=("copy", "list"), default="copy",
                      help="copy refused inputs under DST/.veil/quarantine, or only list them in the audit")
     run.add_argument("--shard-files", type=int,
@@ -96,6 +100,7 @@ def command(args: argparse.Namespace) -> int:
         src=str(args.src),
         dst=str(args.dst),
         layout=args.layout,
+        atomic=args.atomic,
         workers=max(1, args.workers),
         address=args.address,
         resume=args.resume,

@@ -106,7 +106,7 @@ class Rewriter(TagReader):
         decides from the file's PatientID (found by a header-only scan, since dates come before it), else 0.
         """
     def rewrite_file(
-        self, src: str, dst: str, limit: int, shift_days: int | None = None
+        self, src: str, dst: str, limit: int, shift_days: int | None = None, direct: bool = False
     ) -> tuple[RewriteResult, int, int]:
         """One file end to end, its system calls made in the core; the output appears whole or not at all.
 

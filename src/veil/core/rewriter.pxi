@@ -511,19 +511,22 @@ cdef class Rewriter(TagReader):
             self._walk(data, ds_pos, explicit, little, shift_days is None)
         return _make_result(self, source, data, meta, deflated)
 
-    def rewrite_file(self, str src not None, str dst not None, Py_ssize_t limit, shift_days=None):
+    def rewrite_file(self, str src not None, str dst not None, Py_ssize_t limit, shift_days=None,
+                     bint direct=False):
         """One file end to end, its system calls made here; the output appears whole or not at all.
 
         A file of ``limit`` bytes or fewer is read whole, rewritten and written with one ``writev``. A larger
         one is mapped: its header is rewritten from the mapping, the header written, the Pixel Data value copied
         from the input by the kernel (``copy_file_range``, else ``sendfile``, else a buffer), then the trailer.
         The output is written to ``.NAME.veil-tmp`` beside ``dst`` (a fixed name: a retried or resumed write
-        replaces it, never leaves another), the folders above it made when missing, then renamed to ``dst``.
+        replaces it, never leaves another), the folders above it made when missing, then renamed to ``dst``;
+        ``direct`` writes ``dst`` itself (created or truncated, removed on a failed write), for runs whose shard
+        is the atomic unit.
         Returns ``(result, input_bytes, output_bytes)``; the result of a mapped file has no ``pixels`` (the
         mapping is gone), its ``pixel_range`` says where they were. An unreadable input or a failed write raises
         OSError (errno and path set; the temporary file removed); a bad file raises MalformedDicom.
         """
-        return _rewrite_file(self, src, dst, limit, shift_days)
+        return _rewrite_file(self, src, dst, limit, shift_days, direct)
 
     cdef _walk(self, const uint8_t[::1] buf, Py_ssize_t pos, bint explicit, bint little, bint find_shift):
         if buf.shape[0] == 0:

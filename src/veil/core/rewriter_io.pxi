@@ -1,16 +1,18 @@
 # Included by _core.pyx. A file end to end for Rewriter.rewrite_file, its system calls made here: read whole,
 # or read around the Pixel Data value, or mapped; written under a temporary name beside the output (one
-# writev, or the kernel copying the pixel range from the input), then renamed.
+# writev, or the kernel copying the pixel range from the input), then renamed; or, ``direct``, written under
+# its final name (the run's shard is then the atomic unit: a shard cut short is redone whole).
 
 HEAD_BYTES = 32768  # what a large file's head is read as: the elements before its Pixel Data value
 
 
-cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_days):
+cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_days, bint direct):
     """The body of Rewriter.rewrite_file (documented there): ``(result, input_bytes, output_bytes)``."""
     cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
     cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
     cdef Py_ssize_t slash = bdst.rfind(b"/")
-    cdef bytes btmp = bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
+    # direct: the "temporary" is the output itself (the same object, so the same pointer: no rename).
+    cdef bytes btmp = bdst if direct else bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
     tmp = btmp.decode("utf-8", "surrogateescape")
     cdef const char* csrc = bsrc
     cdef int fd
@@ -183,10 +185,11 @@ cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes b
 
 cdef int _finish_temporary(int fd, const char* tmp, const char* dst, int err) noexcept nogil:
     """Closes the temporary output; renames it to ``dst`` when everything before went well (``err`` 0), else
-    removes it. Returns the first error."""
+    removes it. A direct write (``tmp`` is ``dst``) is not renamed, and removed on an error. Returns the first
+    error."""
     if close(fd) != 0 and err == 0:
         err = errno
-    if err == 0 and rename(tmp, dst) != 0:
+    if err == 0 and tmp != dst and rename(tmp, dst) != 0:
         err = errno
     if err != 0:
         unlink(tmp)

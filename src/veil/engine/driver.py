@@ -85,6 +85,10 @@ class RunOptions:
     custodian_public: str | None = None  # the custodian's public key file: custodian mode
     change_records: bool = False  # record every changed attribute, originals sealed
     retention: dict[str, str] | None = None  # class -> age or "keep", over the recipe's retention
+    # "shard": outputs under their final names, a shard done once its outputs are synced (redone whole if cut
+    # short); "file": each output under a temporary name, renamed (for DSTs others read during a run). None:
+    # shard for a new DST, what the manifest says for a resumed one, file for a DST written before.
+    atomic: str | None = None
 
 
 # The totals of a run, or of every audit row in DST (this run's and earlier runs' into it): one Tally. The name
@@ -167,6 +171,7 @@ def run(
     run_id = previous.get("run_id") or os.urandom(16).hex()  # as uuid4().hex: 128 random bits
     shard_bytes = int(previous.get("shard_bytes", options.shard_bytes))
     custodian, seal_to = _sealing(options, key, previous)
+    atomic = _atomic_mode(options, prior)
     change_records = options.change_records or bool(previous.get("change_records"))
     if change_records and seal_to is None:
         raise FatalRunError("change records are sealed: give --key or --custodian-public")
@@ -214,6 +219,7 @@ def run(
         "operator": operator,
         "host": invocation["host"],
         "layout": options.layout,
+        "atomic": atomic,
         "shard_files": shard_files,
         "shard_bytes": shard_bytes,
         "started": _iso(previous.get("started")) or invocation["started"],
@@ -240,6 +246,7 @@ def run(
         key_id=key.key_id if key else "",
         seal_to=seal_to,
         change_records=change_records,
+        atomic=atomic,
     )
     listing = shards(inputs, shard_files, shard_bytes)
     # Look ahead one shard: a job of one shard has nothing to share out, it stays in this process.
@@ -425,6 +432,22 @@ def _earlier_runs(prior: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"run_id": prior["run_id"], "started": _iso(prior.get("started")),
                  "finished": _iso(prior.get("finished"))}]
     return []
+
+
+ATOMIC_MODES = ("shard", "file")
+
+
+def _atomic_mode(options: RunOptions, prior: dict[str, Any]) -> str:
+    """The run's atomic unit (see :class:`RunOptions`): a resumed run keeps its manifest's."""
+    if options.atomic is not None and options.atomic not in ATOMIC_MODES:
+        raise FatalRunError(f"--atomic is one of {', '.join(ATOMIC_MODES)}")
+    recorded = prior.get("atomic") if prior else None
+    if options.resume and prior:
+        mode = str(recorded or "file")  # a manifest from before the choice: renamed files
+        if options.atomic is not None and options.atomic != mode:
+            raise FatalRunError(f"this run writes with --atomic {mode}: resume it so")
+        return mode
+    return options.atomic or ("file" if prior else "shard")
 
 
 def _sealing(options: RunOptions, key: Key | None, previous: dict[str, Any]) -> tuple[Any, Any]:

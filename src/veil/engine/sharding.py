@@ -38,6 +38,7 @@ from veil.errors import VeilError
 from veil.keys import KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
 from veil.recipes import CompiledRecipe
+from veil.system import sync_filesystem
 
 if TYPE_CHECKING:  # change records are imported by the runs that keep them (their module costs a worker 4 ms)
     from veil.audit.changes import ElementRow
@@ -76,6 +77,8 @@ class ShardContext:
     seal_to: Any = None
     # Write change records (the row diff of each written file, originals sealed to seal_to).
     change_records: bool = False
+    # "shard": outputs under their final names; "file": temporary names, renamed (RunOptions.atomic).
+    atomic: str = "file"
 
 
 class ShardResult(NamedTuple):
@@ -132,7 +135,8 @@ def _deidentifier(ctx: ShardContext, functions_source: Callable[[], KeyedFunctio
         _WORKERS.clear()
         # Counter pseudonyms: the numbers this worker was handed, looked up (never a keyed hash instead).
         lookup = CounterLookup() if ctx.plan_recipe.counter is not None else None
-        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels, lookup)
+        worker = Deidentifier(ctx.plan_recipe.plan, functions_source(), ctx.plan_recipe.recipe.pixels, lookup,
+                              direct=ctx.atomic == "shard")
         _WORKERS[ctx.run_id] = worker
     return worker
 
@@ -243,6 +247,10 @@ def process_shard(
     if pixel_records:
         before_key = custodian if custodian is not None else before_thumbnail_key(audit_key) if ctx.key_id else None
     matrix = counts_matrix(rows)
+    # The outputs this part marks done reach the disk first (one syncfs for the shard): after a power loss, a
+    # shard the audit calls complete has all its outputs; one cut short has no part and is redone.
+    if rows:
+        sync_filesystem(dst)
     write_shard(Path(dst), shard, rows, pixel_records, before_key, matrix=matrix)
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = Counter({name: int(n) for name, n in zip(ACTION_NAMES, totals, strict=True) if n})
