@@ -285,3 +285,32 @@ def test_plan_cannot_insert_the_instance_identity() -> None:
 
     with pytest.raises(PlanError):
         Rewriter(Plan(insert=((0x00080018, "UI", "1.2.3"),)))
+
+
+def test_the_keyed_value_caches_are_bounded_by_bytes() -> None:
+    """Each cache (UIDs, pseudonyms, date shifts) holds at most ``cache_limit`` bytes as counted: a long run of
+    distinct values empties it and goes on, with the same outputs as an unbounded one."""
+    calls = {"uid": 0}
+
+    def uid(value: bytes) -> bytes:
+        calls["uid"] += 1
+        return KEY.uid(value)
+
+    bounded = Rewriter(DEID, uid, KEY.pseudonym, lambda patient_id: 3)
+    unbounded = Rewriter(DEID, KEY.uid, KEY.pseudonym, lambda patient_id: 3)
+    assert bounded.cache_limit == 32 << 20
+    bounded.cache_limit = 2000
+    seen = 0
+    for i in range(60):
+        ds = make_dataset()
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{i:040d}"
+        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.8.498.1{i:040d}"
+        ds.PatientID = f"PID-{i:030d}"
+        data = encode(ds)
+        assert bounded.rewrite(data).tobytes() == unbounded.rewrite(data).tobytes()
+        held = bounded.cache_bytes
+        assert max(held["uid"], held["pseudonym"], held["shift"]) <= 2000
+        seen = max(seen, held["uid"])
+    assert seen > 1000, "the cache fills up to its bound"
+    assert unbounded.cache_bytes["uid"] > 10_000, "unbounded by this test, it holds them all"
+    assert calls["uid"] > 120, "values forgotten are asked for again"

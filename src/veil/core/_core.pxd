@@ -24,7 +24,10 @@ cdef enum:
     N_ACTIONS = 11
     A_NONE = 255
     MAX_DEPTH = 64
-    CACHE_LIMIT = 200000
+    # Each cache of keyed values (UIDs, pseudonyms, date shifts) is bounded by bytes: what its keys and values
+    # hold plus an estimate of a dict entry and two bytes objects' headers. Full, it is emptied and refilled.
+    CACHE_BYTES = 32 << 20
+    CACHE_ENTRY_BYTES = 160
 
 
 cdef struct Header:
@@ -114,6 +117,10 @@ cdef class Rewriter(TagReader):
     cdef dict shift_cache
     cdef dict uid_cache
     cdef dict id_cache
+    cdef Py_ssize_t shift_cache_bytes
+    cdef Py_ssize_t uid_cache_bytes
+    cdef Py_ssize_t id_cache_bytes
+    cdef public Py_ssize_t cache_limit  # bytes per cache (CACHE_BYTES unless set)
     cdef readonly object plan
     # per-file state (the input buffer, its path and the pixel hole are TagReader's)
     cdef int shift_days
@@ -147,6 +154,7 @@ cdef class Rewriter(TagReader):
     cdef int _emit_bytes(self, uint32_t tag, Header* h, bytes value, bint explicit, bint little,
                          bint swap) except -1
     cdef bytes _map_values(self, Py_ssize_t vpos, Py_ssize_t vend, bint uids)
+    cdef int _cache_put(self, dict cache, bint uids, bytes key, bytes new, Py_ssize_t size) except -1
     cdef int _copy(self, Py_ssize_t pos, Py_ssize_t vpos, Py_ssize_t vend, Header* h, bint explicit,
                    bint little) except -1
     cdef int _sequence(self, Py_ssize_t vpos, Py_ssize_t vend, Header* h, bint explicit, bint little,

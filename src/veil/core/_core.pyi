@@ -90,6 +90,11 @@ class Rewriter(TagReader):
     raises :class:`veil.errors.PlanError`.
     """
 
+    cache_limit: int  # bytes each cache of keyed values may hold (32 MiB); full, it is emptied
+    @property
+    def cache_bytes(self) -> dict[str, int]:
+        """What the UID, pseudonym and date-shift caches hold, in bytes as counted against ``cache_limit``."""
+
     def __init__(
         self,
         plan: Plan,

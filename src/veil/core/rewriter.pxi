@@ -67,6 +67,8 @@ cdef class Rewriter(TagReader):
         self.callback = plan.callback
         self.uid_cache = {}
         self.id_cache = {}
+        self.uid_cache_bytes = self.id_cache_bytes = self.shift_cache_bytes = 0
+        self.cache_limit = CACHE_BYTES
         self.values = []
         self.age_cap = int(plan.age_cap)
         if not 0 < self.age_cap < 1000:
@@ -393,9 +395,7 @@ cdef class Rewriter(TagReader):
                     new = fn(key)
                     if isinstance(new, str):
                         new = new.encode("ascii")
-                    if len(cache) >= CACHE_LIMIT:
-                        cache.clear()
-                    cache[key] = new
+                    self._cache_put(cache, uids, key, new, len(key) + len(new))
                 parts.append(new)
             if stop >= vend:
                 break
@@ -528,6 +528,27 @@ cdef class Rewriter(TagReader):
         """
         return _rewrite_file(self, src, dst, limit, shift_days, direct)
 
+    cdef int _cache_put(self, dict cache, bint uids, bytes key, bytes new, Py_ssize_t size) except -1:
+        """Keeps ``key -> new`` in the UID or pseudonym cache, emptied first when it would pass its bytes."""
+        cdef Py_ssize_t cost = size + CACHE_ENTRY_BYTES
+        cdef Py_ssize_t used = self.uid_cache_bytes if uids else self.id_cache_bytes
+        if used + cost > self.cache_limit:
+            cache.clear()
+            used = 0
+        cache[key] = new
+        if uids:
+            self.uid_cache_bytes = used + cost
+        else:
+            self.id_cache_bytes = used + cost
+        return 0
+
+    @property
+    def cache_bytes(self):
+        """What the UID, pseudonym and date-shift caches hold, in bytes as they are counted against
+        ``cache_limit`` (each cache is bounded by it)."""
+        return {"uid": self.uid_cache_bytes, "pseudonym": self.id_cache_bytes, "shift": self.shift_cache_bytes,
+                "entries": len(self.uid_cache) + len(self.id_cache) + len(self.shift_cache)}
+
     cdef _walk(self, const uint8_t[::1] buf, Py_ssize_t pos, bint explicit, bint little, bint find_shift):
         if buf.shape[0] == 0:
             self._fail(0, "empty data set")
@@ -538,9 +559,12 @@ cdef class Rewriter(TagReader):
             days = self.shift_cache.get(patient_id)
             if days is None:
                 days = self.shift_fn(patient_id)
-                if len(self.shift_cache) >= CACHE_LIMIT:
+                cost = CACHE_ENTRY_BYTES + 32 + (len(patient_id) if isinstance(patient_id, bytes) else 0)
+                if self.shift_cache_bytes + cost > self.cache_limit:
                     self.shift_cache.clear()
+                    self.shift_cache_bytes = 0
                 self.shift_cache[patient_id] = days
+                self.shift_cache_bytes += cost
             self.shift_days = days
         self._dataset(pos, self.n, False, explicit, little, 0)
 
