@@ -604,3 +604,18 @@ def test_every_executor_runs_each_task_once_and_yields_its_result(kind) -> None:
             assert len(pulled) <= len(results) + (in_flight or 0) + 1
     expected = [(n, sum(v * v for v in range(n))) for n in range(12)]
     assert (results if kind == "inline" else sorted(results)) == expected
+
+
+@pytest.mark.parametrize("name", ["ps3.15-basic", "research", "hipaa-safe-harbor"])
+def test_the_manifest_recipe_text_is_pyyamls_own(name: str) -> None:
+    """The manifest's resolved recipe is written with libyaml's emitter where there is one: the same text as
+    PyYAML's pure-Python emitter."""
+    import yaml
+
+    from veil.engine.driver import _recipe_text
+
+    compiled = compile_recipe(name)
+    expected = yaml.safe_dump(compiled.recipe.canonical(), sort_keys=False, allow_unicode=True, width=120,
+                              default_flow_style=None)
+    assert _recipe_text(compiled) == expected
+    assert yaml.safe_load(expected) == compiled.recipe.canonical()
