@@ -486,3 +486,44 @@ def test_the_modalities_at_risk_are_those_veil_profile_reports() -> None:
     from veil.pixels.policy import AT_RISK_MODALITIES
 
     assert AT_RISK_MODALITIES == BURNED_IN_MODALITIES
+
+
+_PIXEL_KEYWORDS = ("SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration", "NumberOfFrames", "Rows",
+                   "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation")
+
+
+def test_the_native_pixel_module_reads_as_pydicom(corpus_files: list[Path], pydicom_files: list[Path]) -> None:
+    """The Image Pixel module the burned-in text check reads with the native core is pydicom's reading of the
+    same header, on every corpus and pydicom test file both can read that the check looks at (``peek`` finds
+    rows and columns: the same top-level walk; int values, the strings stripped)."""
+    import io
+
+    import pydicom
+
+    from veil.core._core import peek, pixel_module
+
+    compared = 0
+    for path in corpus_files + pydicom_files:
+        data = path.read_bytes()
+        try:
+            info = peek(data, str(path))
+            if not info["rows"] or not info["columns"]:
+                continue  # check_image looks no further
+            ours = pixel_module(data, str(path))
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            theirs = {k: ds.get(k) for k in _PIXEL_KEYWORDS}
+        except Exception:
+            continue  # a file one of them refuses: the check then falls back to pydicom's decoding
+        if ds.file_meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99":
+            continue  # deflated: pydicom reads it inflated, so does the core; compared below anyway
+        for keyword in _PIXEL_KEYWORDS:
+            value = theirs[keyword]
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert ours[keyword] == value, (path.name, keyword)
+            elif keyword == "PhotometricInterpretation" and value:
+                assert ours[keyword] == str(value).strip(), (path.name, keyword)
+            elif keyword == "NumberOfFrames" and value is not None:
+                # as text: a malformed count ("1A") fails int() on both readings alike
+                assert ours[keyword] == str(value).strip(), (path.name, keyword)
+        compared += 1
+    assert compared > 150

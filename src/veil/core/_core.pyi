@@ -140,6 +140,10 @@ class Meta:
     @property
     def sop_instance_uid(self) -> str: ...
 
+def pixel_module(data: ReadableBuffer, path: str = "") -> dict[str, int | str | None]:
+    """The Image Pixel module attributes at a file's top level (SamplesPerPixel, PhotometricInterpretation,
+    PlanarConfiguration, NumberOfFrames, Rows, Columns, BitsAllocated, BitsStored, PixelRepresentation)."""
+
 def read_meta(data: ReadableBuffer, path: str = "") -> Meta:
     """Parses the preamble and File Meta group (PS3.10 7.1) and decides how the data set is encoded."""
 

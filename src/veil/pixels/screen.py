@@ -39,7 +39,7 @@ import numpy as np
 
 from veil.errors import MalformedDicom
 from veil.pixels.codecs.native import NATIVE_SYNTAXES
-from veil.pixels.layout import PixelLayout, Region, frames_view, read_header
+from veil.pixels.layout import PixelLayout, Region, frames_view, pixel_attributes
 from veil.pixels.policy import decide, is_safe_text, triage
 from veil.pixels.redact import Redaction, redact_file, ultrasound_data_regions
 from veil.recipes import PixelPolicy
@@ -161,7 +161,7 @@ def gray_frames(result: Any, data: Any, path: str = "") -> np.ndarray | None:
             # fails while a traceback still holds one. So only the reason leaves the except clause.
             failure = ""
             try:
-                gray = _native_gray(read_header(result.header, path), pixels, NATIVE_SYNTAXES[syntax])
+                gray = _native_gray(pixel_attributes(result.header, path), pixels, NATIVE_SYNTAXES[syntax])
             except Exception as exc:
                 failure = f"burned-in text check: {getattr(exc, 'reason', None) or type(exc).__name__}"
             if failure:
