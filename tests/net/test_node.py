@@ -117,6 +117,40 @@ def test_unknown_caller_refused_and_a_malformed_dataset_refused(running: tuple[N
     assert node.status()["malformed"] == 1 and node.status()["quarantined"] == 1
 
 
+def test_c_echo_and_one_pseudonym_per_patient_across_studies(running: tuple[Node, Orthanc, Orthanc],
+                                                             tmp_path: Path) -> None:
+    """C-ECHO answers success; two studies of one patient, sent on separate associations, arrive under one
+    pseudonymous Patient ID (the keyed functions), and another patient's under another."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    from veil.net.pynetdicom_fixes import apply
+
+    apply()
+    node, source, target = running
+    echo = AE(ae_title="SENDER")
+    echo.add_requested_context(Verification)
+    assoc = echo.associate("127.0.0.1", node.port, ae_title="VEIL")
+    assert assoc.is_established and int(assoc.send_c_echo().Status) == 0
+    assoc.release()
+    first = write_study(tmp_path / "first", 2, patient_id="PAT-7001")
+    second = write_study(tmp_path / "second", 2, patient_id="PAT-7001")
+    other = write_study(tmp_path / "other", 2, patient_id="PAT-7002")
+    for files in (first, second, other):
+        assert source.store_to("veil", [source.upload(f) for f in files])["status"] == 200
+    wait_for(lambda: len(target.instances()) == 6, what="three studies at the destination")
+    by_study: dict[str, set[str]] = {}
+    for instance in target.instances():
+        tags = target.tags(instance)
+        by_study.setdefault(tags["StudyInstanceUID"], set()).add(tags["PatientID"])
+    assert len(by_study) == 3 and all(len(ids) == 1 for ids in by_study.values())
+    pseudonyms = sorted(next(iter(ids)) for ids in by_study.values())
+    assert len(set(pseudonyms)) == 2, "the same patient's two studies share one pseudonym, the other has its own"
+    assert "PAT-7001" not in pseudonyms and "PAT-7002" not in pseudonyms
+    status = node.status()
+    assert status["failed"] == 0 and status["studies_failed"] == 0 and status["forwarded"]["research"] == 6
+
+
 def test_an_association_aborted_mid_study(running: tuple[Node, Orthanc, Orthanc], tmp_path: Path) -> None:
     """The sender aborts after 3 of 6 instances: those 3 are kept and delivered once the study is quiet; the
     other 3, sent again on a new association, complete the study at the destination."""

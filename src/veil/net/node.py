@@ -261,7 +261,12 @@ class Node:
             "received": counters.get("received", 0), "refused": counters.get("refused", 0),
             "malformed": counters.get("malformed", 0), "deidentified": counters.get("deidentified", 0),
             "studies": counters.get("studies", 0), **self.spool.counts(),
+            # instances this node could not spool (out of resources), studies the engine could not run, and
+            # instances the run itself quarantined (listed in the study's audit)
+            "failed": counters.get("failed", 0), "studies_failed": counters.get("studies_failed", 0),
+            "quarantined_in_run": counters.get("quarantined_in_run", 0),
             "forwarded": {n: counters.get(f"forwarded.{n}", 0) for n in self.queues},
+            "retried": {n: counters.get(f"retried.{n}", 0) for n in self.queues},
             "queues": {n: q.depths() for n, q in self.queues.items()},
         }
 
