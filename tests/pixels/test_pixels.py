@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pydicom
