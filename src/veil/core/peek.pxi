@@ -41,12 +41,63 @@ for _i, _tag in enumerate(sorted(_PEEK_TAGS)):
     _PEEK_ARRAY[_i] = _tag
 
 
-cdef inline bint _peek_wanted(uint32_t tag) noexcept:
+cdef inline bint _wanted(uint32_t tag, const uint32_t* tags, int n) noexcept:
     cdef int i
-    for i in range(_PEEK_N):
-        if _PEEK_ARRAY[i] == tag:
+    for i in range(n):
+        if tags[i] == tag:
             return True
     return False
+
+
+cdef int _top_level(dict out, dict names, const uint8_t[::1] data, str path, Meta meta, uint32_t last,
+                    const uint32_t* tags, int n, const uint32_t* us_tags, int n_us, bint exact) except -1:
+    """Fills ``out[names[tag]]`` for the top-level elements among ``tags`` (not sequences), from a walk of the
+    data set (inflated when deflated) that stops after ``last``: those among ``us_tags`` as one US (int; with
+    ``exact``, only a value of exactly two bytes, else at least two), the others as stripped latin-1 text.
+    Raises MalformedDicom like the Rewriter."""
+    cdef TagReader walker
+    cdef Header h
+    cdef Py_ssize_t pos, end, vpos, vend
+    cdef bint explicit = meta.explicit, little = meta.little
+    cdef const uint8_t[::1] view
+    walker = TagReader.__new__(TagReader)
+    walker.path = path
+    walker.base = 0
+    if meta.deflated:
+        source = memoryview(inflate(data[meta.dataset_offset:], path, meta.dataset_offset))
+        pos = 0
+    else:
+        source = data
+        pos = meta.dataset_offset
+    view = source
+    if view.shape[0] == 0:
+        raise MalformedDicom(path, 0, "empty data set")
+    walker.buf = &view[0]
+    walker.n = view.shape[0]
+    end = walker.n
+    while pos < end:
+        if pos + 4 <= end and rdtag(walker.buf + pos, little) > last:
+            break  # before reading the header: a header-only buffer may end inside the next value
+        walker._header(pos, end, explicit, little, &h)
+        if (h.tag >> 16) == 0xFFFE:
+            walker._fail(pos, "unexpected item tag in a data set")
+        vpos = pos + h.hdr
+        vend = walker._skip_value(vpos, end, &h, 0)
+        if not h.seq and _wanted(h.tag, tags, n):
+            if _wanted(h.tag, us_tags, n_us):
+                if vend - vpos == 2 or (not exact and vend - vpos > 2):
+                    out[names[h.tag]] = rd16(&view[vpos], little)
+                else:
+                    out[names[h.tag]] = None
+            else:
+                out[names[h.tag]] = bytes(view[vpos:vend]).strip(b" \x00").decode("latin-1")
+        pos = vend
+    return 0
+
+
+cdef uint32_t _PEEK_US[2]
+_PEEK_US[0] = 0x00280010
+_PEEK_US[1] = 0x00280011
 
 
 def peek(const uint8_t[::1] data not None, str path=""):
@@ -59,48 +110,10 @@ def peek(const uint8_t[::1] data not None, str path=""):
     rows, columns, burned_in_annotation, specific_character_set, study_date (strings stripped; rows and
     columns as int or None). Raises MalformedDicom like ``Rewriter.rewrite``.
     """
-    cdef TagReader walker
-    cdef Header h
-    cdef Py_ssize_t pos, end, vpos, vend
-    cdef bint explicit, little
-    cdef const uint8_t[::1] view
     cdef Meta meta = _read_meta(data, path)
     out = {name: None for name in _PEEK_TAGS.values()}
     out["transfer_syntax"] = meta.transfer_syntax
-    walker = TagReader.__new__(TagReader)
-    walker.path = path
-    walker.base = 0
-    explicit = meta.explicit
-    little = meta.little
-    if meta.deflated:
-        buf = inflate(data[meta.dataset_offset:], path, meta.dataset_offset)
-        source = memoryview(buf)
-        pos = 0
-    else:
-        source = data
-        pos = meta.dataset_offset
-    view = source
-    if view.shape[0] == 0:
-        raise MalformedDicom(path, 0, "empty data set")
-    walker.buf = &view[0]
-    walker.n = view.shape[0]
-    end = walker.n
-    while pos < end:
-        if pos + 4 <= end and rdtag(walker.buf + pos, little) > 0x00280301:
-            break  # before reading the header: a header-only buffer may end inside the next value
-        walker._header(pos, end, explicit, little, &h)
-        if (h.tag >> 16) == 0xFFFE:
-            walker._fail(pos, "unexpected item tag in a data set")
-        vpos = pos + h.hdr
-        vend = walker._skip_value(vpos, end, &h, 0)
-        name = _PEEK_TAGS.get(h.tag) if _peek_wanted(h.tag) else None
-        if name is not None and not h.seq:
-            raw = bytes(view[vpos:vend])
-            if h.tag == 0x00280010 or h.tag == 0x00280011:
-                out[name] = rd16(&view[vpos], little) if vend - vpos >= 2 else None
-            else:
-                out[name] = raw.strip(b" \x00").decode("latin-1")
-        pos = vend
+    _top_level(out, _PEEK_TAGS, data, path, meta, 0x00280301, _PEEK_ARRAY, _PEEK_N, _PEEK_US, 2, False)
     if not out["sop_class_uid"]:
         out["sop_class_uid"] = meta.sop_class_uid or None
     if not out["sop_instance_uid"]:
@@ -124,50 +137,24 @@ _PIXEL_TAGS = {
 }
 
 
+cdef uint32_t _PIXEL_ARRAY[16]
+cdef uint32_t _PIXEL_US[16]
+cdef int _PIXEL_N = len(_PIXEL_TAGS)
+cdef int _PIXEL_N_US = 0
+for _i, _tag in enumerate(sorted(_PIXEL_TAGS)):
+    _PIXEL_ARRAY[_i] = _tag
+    if _tag not in (0x00280004, 0x00280008):  # the two strings
+        _PIXEL_US[_PIXEL_N_US] = _tag
+        _PIXEL_N_US += 1
+
+
 def pixel_module(const uint8_t[::1] data not None, str path=""):
     """The Image Pixel module attributes at a file's top level (keyword -> value: int for the US ones, stripped
     str for PhotometricInterpretation and NumberOfFrames, None where absent or not one US value), from a walk
     that stops after (0028,0103); a header without its Pixel Data (a rewrite's ``header``) is enough. Raises
     MalformedDicom like :func:`peek`."""
-    cdef TagReader walker
-    cdef Header h
-    cdef Py_ssize_t pos, end, vpos, vend
-    cdef bint explicit, little
-    cdef const uint8_t[::1] view
     cdef Meta meta = _read_meta(data, path)
     out = {name: None for name in _PIXEL_TAGS.values()}
-    walker = TagReader.__new__(TagReader)
-    walker.path = path
-    walker.base = 0
-    explicit = meta.explicit
-    little = meta.little
-    if meta.deflated:
-        buf = inflate(data[meta.dataset_offset:], path, meta.dataset_offset)
-        source = memoryview(buf)
-        pos = 0
-    else:
-        source = data
-        pos = meta.dataset_offset
-    view = source
-    if view.shape[0] == 0:
-        raise MalformedDicom(path, 0, "empty data set")
-    walker.buf = &view[0]
-    walker.n = view.shape[0]
-    end = walker.n
-    while pos < end:
-        if pos + 4 <= end and rdtag(walker.buf + pos, little) > 0x00280103:
-            break
-        walker._header(pos, end, explicit, little, &h)
-        if (h.tag >> 16) == 0xFFFE:
-            walker._fail(pos, "unexpected item tag in a data set")
-        vpos = pos + h.hdr
-        vend = walker._skip_value(vpos, end, &h, 0)
-        if (h.tag >> 16) == 0x0028 and not h.seq:
-            name = _PIXEL_TAGS.get(h.tag)
-            if name is not None:
-                if h.tag == 0x00280004 or h.tag == 0x00280008:
-                    out[name] = bytes(view[vpos:vend]).strip(b" \x00").decode("latin-1")
-                else:
-                    out[name] = rd16(&view[vpos], little) if vend - vpos == 2 else None
-        pos = vend
+    _top_level(out, _PIXEL_TAGS, data, path, meta, 0x00280103, _PIXEL_ARRAY, _PIXEL_N, _PIXEL_US, _PIXEL_N_US,
+               True)
     return out
