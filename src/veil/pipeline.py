@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
 import mmap
 import os
 import time
@@ -167,8 +166,7 @@ class Deidentifier:
         # Whether the core can do a file end to end (:meth:`native_file`): plans that need no peek at the file
         # first (free-text cleaning does), and no pixel work. :meth:`process` decides per call.
         self.native = plan.callback is None and pixel_policy is None
-        self._rewrite_file = (functools.partial(self._rewriter.rewrite_file, direct=True) if direct
-                              else self._rewriter.rewrite_file)
+        self._rewrite_file = self._rewriter.rewrite_file
 
     def native_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int]:
         """One file end to end in the core (read or map, rewrite, write beside ``dst`` under a temporary name,
@@ -292,7 +290,7 @@ class Deidentifier:
             if destination.__class__ is not str:
                 destination = _fspath(destination)
             try:
-                native, size, written = self._rewrite_file(src, destination, SMALL_FILE)
+                native, size, written = self._rewrite_file(src, destination, SMALL_FILE, None, self.direct)
             except (VeilError, OSError) as exc:
                 return refused(src, exc, started)
             # Every field given, so the tuple is made without the named tuple's Python-level __new__.

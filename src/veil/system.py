@@ -4,6 +4,7 @@ a whole file system."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import signal
@@ -58,23 +59,23 @@ def login_name() -> str:
         return "unknown"
 
 
-_SYNCFS: list[Any] = []
+@functools.cache
+def _syncfs() -> tuple[Any, Any] | None:
+    """libc's ``syncfs`` and ``ctypes.get_errno``, or None where there is no such call."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syncfs, ctypes.get_errno
+    except (OSError, AttributeError):
+        return None
 
 
 def sync_filesystem(path: str | os.PathLike[str]) -> None:
     """Everything written to the file system that holds ``path`` reaches its disk: Linux ``syncfs(2)``, one call
     for a whole shard's outputs (``sync(2)`` where there is none). An error is raised as OSError."""
-    if not _SYNCFS:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            _SYNCFS.append((libc.syncfs, ctypes.get_errno))
-        except (OSError, AttributeError):
-            _SYNCFS.append(None)
+    found = _syncfs()
     fd = os.open(path, os.O_RDONLY)
     try:
-        found = _SYNCFS[0]
         if found is None:
             os.sync()
             return

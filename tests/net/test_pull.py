@@ -114,3 +114,42 @@ def test_push_by_stow_rs_into_orthanc(tmp_path: Path, clean_orthancs: tuple[Orth
     assert main(["push", str(tmp_path / "dst"), "--stow", f"{target.url}/dicom-web"]) == 0  # nothing left to send
     assert main(["push", str(tmp_path / "dst"), "--stow", f"http://127.0.0.1:{free_port()}/dicom-web"]) == 1, \
         "a server that is down: the push says so, and a rerun goes on"
+
+
+class _EmptyPacs:
+    """A source whose queries match nothing."""
+
+    def label(self) -> str:
+        return "empty"
+
+    def start(self, sink: object) -> None:
+        return None
+
+    def find(self, keys: dict[str, str]) -> list[str]:
+        return []
+
+    def retrieve(self, study_uid: str, sink: object) -> int:
+        raise AssertionError("nothing to retrieve")
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_pull_without_a_key_leaves_no_digest_of_its_query_in_dst(tmp_path: Path) -> None:
+    """Without a key, a digest of the queried patient IDs would be a guessable hash: DST's state holds none,
+    and a finished keyless pull cannot be told from another query, so a second one is refused."""
+    import json
+
+    from veil.errors import VeilError
+    from veil.net.pull import pull
+    from veil.net.retrieve import Query
+
+    query = Query(patient_ids=("PAT-5531",))
+    dst, work = tmp_path / "dst", tmp_path / "work"
+    result = pull(_EmptyPacs(), query, dst, work, recipe="research", key=None)
+    assert result.complete and result.studies == 0
+    state = json.loads((dst / ".veil" / "pull" / "state.json").read_text())
+    assert state["phase"] == "done" and state["query"] == ""
+    assert not work.exists(), "WORK (and the keyless digest in it) is removed once DST is complete"
+    with pytest.raises(VeilError, match="another query"):
+        pull(_EmptyPacs(), query, dst, work, recipe="research", key=None)

@@ -134,8 +134,6 @@ def command(args: argparse.Namespace) -> int:
         from veil.cli.push import destination
         from veil.net.push import push_folder
 
-        ns = argparse.Namespace(to=args.send_to, stow=args.send_stow, bearer_env=args.bearer_env, tls=args.tls,
-                                tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
-        dest, label = destination(ns)
+        dest, label = destination(args.send_to, args.send_stow, args.bearer_env, tls)
         return report(push_folder(dst, dest, label, args.calling_ae), "veil pull")
     return EXIT_OK

@@ -42,18 +42,17 @@ def parse_ae_target(text: str) -> tuple[str, str, int] | None:
     return match["ae"], match["host"], int(match["port"])
 
 
-def destination(args: argparse.Namespace) -> tuple[Any, str]:
-    """The Destination named by ``--to`` / ``--stow`` (and the TLS options), and its label."""
+def destination(to: str | None, stow: str | None, bearer_env: str | None, tls: Any) -> tuple[Any, str]:
+    """The Destination named by ``--to AE@HOST:PORT`` or ``--stow URL`` (with its TLS settings), and its label."""
     from veil.net.config import Destination
 
-    tls = tls_config(args)
-    if args.to:
-        target = parse_ae_target(args.to)
+    if to:
+        target = parse_ae_target(to)
         if target is None:
             raise ValueError("--to is AE@HOST:PORT")
-        return Destination("push", "dimse", ae_title=target[0], host=target[1], port=target[2], tls=tls), args.to
-    return Destination("push", "stow", url=args.stow.rstrip("/"), bearer_env=args.bearer_env or "", tls=tls), \
-        args.stow
+        return Destination("push", "dimse", ae_title=target[0], host=target[1], port=target[2], tls=tls), to
+    assert stow is not None
+    return Destination("push", "stow", url=stow.rstrip("/"), bearer_env=bearer_env or "", tls=tls), stow
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,7 +80,7 @@ def command(args: argparse.Namespace) -> int:
     from veil.net.push import push_folder
 
     try:
-        dest, label = destination(args)
+        dest, label = destination(args.to, args.stow, args.bearer_env, tls_config(args))
     except ValueError as exc:
         print(f"veil push: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -10,8 +10,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from veil.cli.exits import EXIT_FATAL, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from veil.net.config import NodeConfig
 
 __all__ = ["add_parser", "command"]
 
@@ -63,12 +67,17 @@ def command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _node_url(work: Path, path: str) -> str:
+    """The running node's loopback health address for ``path`` (from ``WORK/node.json``)."""
+    state = json.loads((work / "node.json").read_text())
+    return f"http://127.0.0.1:{int(state['health_port'])}{path}"
+
+
 def _status(work: Path) -> int:
     import urllib.request
 
     try:
-        state = json.loads((work / "node.json").read_text())
-        with urllib.request.urlopen(f"http://127.0.0.1:{int(state['health_port'])}/health", timeout=5) as reply:
+        with urllib.request.urlopen(_node_url(work, "/health"), timeout=5) as reply:
             status = json.loads(reply.read())
     except (OSError, ValueError, KeyError) as exc:
         print(f"veil serve status: no node answers for {work} ({type(exc).__name__})", file=sys.stderr)
@@ -82,9 +91,8 @@ def _trigger(work: Path) -> int:
     import urllib.request
 
     try:
-        state = json.loads((work / "node.json").read_text())
         token = (work / "control.token").read_text().strip()
-        request = urllib.request.Request(f"http://127.0.0.1:{int(state['health_port'])}/trigger", method="POST",
+        request = urllib.request.Request(_node_url(work, "/trigger"), method="POST",
                                          headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(request, timeout=5):
             pass
@@ -98,13 +106,11 @@ def _trigger(work: Path) -> int:
     return EXIT_OK
 
 
-def _dead_letters(config: object, args: argparse.Namespace) -> int:
-    from veil.net.config import NodeConfig
+def _dead_letters(config: NodeConfig, args: argparse.Namespace) -> int:
     from veil.net.node import finish_study
     from veil.net.queue import JobQueue
     from veil.net.spool import Spool
 
-    assert isinstance(config, NodeConfig)
     names = [d.name for d in config.destinations]
     if args.destination and args.destination not in names:
         print(f"veil serve {args.action}: no destination {args.destination!r} (there are: {', '.join(names)})",
@@ -121,12 +127,13 @@ def _dead_letters(config: object, args: argparse.Namespace) -> int:
         print(f"veil serve {args.action}: give --study DIGEST or --all", file=sys.stderr)
         return EXIT_USAGE
     done = 0
+    spool = Spool(config.work, None)  # the folders a dropped study's outputs and audit are in
     for queue in chosen.values():
         for job in queue.dead():
             if args.all or job.study == args.study:
                 done += queue.retry(job.study) if args.action == "retry" else queue.drop(job.study)
                 if args.action == "drop":
-                    finish_study(Spool(config.work, None), list(queues.values()), job.study)
+                    finish_study(spool, list(queues.values()), job.study)
     if not done:
         print(f"veil serve {args.action}: no such dead letter", file=sys.stderr)
         return EXIT_FATAL

@@ -28,6 +28,9 @@ cdef enum:
     # hold plus an estimate of a dict entry and two bytes objects' headers. Full, it is emptied and refilled.
     CACHE_BYTES = 32 << 20
     CACHE_ENTRY_BYTES = 160
+    CACHE_UID = 0  # which cache _cache_put fills
+    CACHE_ID = 1
+    CACHE_SHIFT = 2
 
 
 cdef struct Header:
@@ -154,7 +157,7 @@ cdef class Rewriter(TagReader):
     cdef int _emit_bytes(self, uint32_t tag, Header* h, bytes value, bint explicit, bint little,
                          bint swap) except -1
     cdef bytes _map_values(self, Py_ssize_t vpos, Py_ssize_t vend, bint uids)
-    cdef int _cache_put(self, dict cache, bint uids, bytes key, bytes new, Py_ssize_t size) except -1
+    cdef int _cache_put(self, int which, object key, object value, Py_ssize_t size) except -1
     cdef int _copy(self, Py_ssize_t pos, Py_ssize_t vpos, Py_ssize_t vend, Header* h, bint explicit,
                    bint little) except -1
     cdef int _sequence(self, Py_ssize_t vpos, Py_ssize_t vend, Header* h, bint explicit, bint little,

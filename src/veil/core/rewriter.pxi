@@ -395,7 +395,7 @@ cdef class Rewriter(TagReader):
                     new = fn(key)
                     if isinstance(new, str):
                         new = new.encode("ascii")
-                    self._cache_put(cache, uids, key, new, len(key) + len(new))
+                    self._cache_put(CACHE_UID if uids else CACHE_ID, key, new, len(key) + len(new))
                 parts.append(new)
             if stop >= vend:
                 break
@@ -528,18 +528,24 @@ cdef class Rewriter(TagReader):
         """
         return _rewrite_file(self, src, dst, limit, shift_days, direct)
 
-    cdef int _cache_put(self, dict cache, bint uids, bytes key, bytes new, Py_ssize_t size) except -1:
-        """Keeps ``key -> new`` in the UID or pseudonym cache, emptied first when it would pass its bytes."""
+    cdef int _cache_put(self, int which, object key, object value, Py_ssize_t size) except -1:
+        """Keeps ``key -> value`` in the UID, pseudonym or date-shift cache (``which``), emptied first when it
+        would pass ``cache_limit`` bytes (``size`` plus an entry's overhead)."""
+        cdef dict cache = self.uid_cache if which == CACHE_UID else self.id_cache if which == CACHE_ID \
+            else self.shift_cache
         cdef Py_ssize_t cost = size + CACHE_ENTRY_BYTES
-        cdef Py_ssize_t used = self.uid_cache_bytes if uids else self.id_cache_bytes
+        cdef Py_ssize_t used = self.uid_cache_bytes if which == CACHE_UID else self.id_cache_bytes \
+            if which == CACHE_ID else self.shift_cache_bytes
         if used + cost > self.cache_limit:
             cache.clear()
             used = 0
-        cache[key] = new
-        if uids:
+        cache[key] = value
+        if which == CACHE_UID:
             self.uid_cache_bytes = used + cost
-        else:
+        elif which == CACHE_ID:
             self.id_cache_bytes = used + cost
+        else:
+            self.shift_cache_bytes = used + cost
         return 0
 
     @property
@@ -559,12 +565,8 @@ cdef class Rewriter(TagReader):
             days = self.shift_cache.get(patient_id)
             if days is None:
                 days = self.shift_fn(patient_id)
-                cost = CACHE_ENTRY_BYTES + 32 + (len(patient_id) if isinstance(patient_id, bytes) else 0)
-                if self.shift_cache_bytes + cost > self.cache_limit:
-                    self.shift_cache.clear()
-                    self.shift_cache_bytes = 0
-                self.shift_cache[patient_id] = days
-                self.shift_cache_bytes += cost
+                self._cache_put(CACHE_SHIFT, patient_id, days,
+                                32 + (len(patient_id) if isinstance(patient_id, bytes) else 0))
             self.shift_days = days
         self._dataset(pos, self.n, False, explicit, little, 0)
 

@@ -29,8 +29,9 @@ from typing import Any
 from veil.errors import MalformedDicom, VeilError
 from veil.net.config import NodeConfig
 from veil.net.queue import JobQueue
+from veil.net.scp import received_bytes, start_storage_scp
 from veil.net.senders import SendError, send_files
-from veil.net.spool import Spool, fsync_dir, received_bytes, write_durable
+from veil.net.spool import Spool, fsync_dir, write_durable
 
 __all__ = ["Node"]
 
@@ -41,9 +42,6 @@ log = logging.getLogger(__name__)
 _CANNOT_UNDERSTAND = 0xC000
 _OUT_OF_RESOURCES = 0xA700
 _NOT_AUTHORIZED = 0x0124
-# The largest P-DATA PDU this SCP accepts: an instance of a few hundred KB arrives in one or a few PDUs
-# instead of dozens of pynetdicom's default 16 KB (each PDU costs a trip through pynetdicom's state machine).
-_MAX_PDU = 4 * 1024 * 1024
 
 
 def finish_study(spool: Spool, queues: list[JobQueue], study: str) -> bool:
@@ -99,10 +97,10 @@ class Node:
         if not self.config.allowed(str(requestor.ae_title), str(requestor.address)):
             self.count("refused")
             return _NOT_AUTHORIZED
-        from veil.core._core import build_meta, peek
+        from veil.core._core import peek
 
         try:
-            data = received_bytes(event, build_meta)
+            data = received_bytes(event)
         except Exception:
             self.count("failed")
             return _CANNOT_UNDERSTAND
@@ -127,30 +125,14 @@ class Node:
         return 0x0000
 
     def _start_scp(self) -> None:
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
-        from pynetdicom.presentation import AllStoragePresentationContexts
-        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-
-        from veil.net.pynetdicom_fixes import apply
-
-        apply()
-        ae = AE(ae_title=self.config.ae_title)
-        ae.require_calling_aet = [a.ae_title for a in self.config.allow]
-        ae.require_called_aet = True
-        for context in AllStoragePresentationContexts:
-            if context.abstract_syntax is not None:
-                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        ae.add_supported_context(Verification)
-        ae.maximum_associations = 32
-        ae.maximum_pdu_size = _MAX_PDU
-        handlers: list[Any] = [(evt.EVT_C_STORE, self._handle_store)]
         tls = None
         if self.config.tls is not None:
             from veil.net.tls import server_context
 
             tls = server_context(self.config.tls)
-        self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers,
-                                       ssl_context=tls)
+        self._server = start_storage_scp(self.config.ae_title, [a.ae_title for a in self.config.allow],
+                                         (self.config.host, self.config.port), self._handle_store, tls=tls,
+                                         verification=True, max_associations=32)
         self.port = self._server.server_address[1]
 
     # --- de-identify --------------------------------------------------------------------------------------
@@ -249,7 +231,6 @@ class Node:
     def _finish(self, study: str) -> None:
         """Once every destination has a study (or dropped it): its audit is kept, its outputs go."""
         finish_study(self.spool, list(self.queues.values()), study)
-
 
     # --- health -------------------------------------------------------------------------------------------
 

@@ -1,8 +1,10 @@
 """``veil pull``: studies from a PACS (C-FIND + C-MOVE or C-GET, or QIDO-RS + WADO-RS), de-identified into a
 folder through the same engine as ``veil run``, then optionally sent on.
 
-    WORK/spool/incoming/STUDY/SOP.dcm   retrieved instances, written durably before they are acknowledged
-    WORK/retrieved                      the keyed digests of the studies retrieved whole (one per line, fsynced)
+    WORK/spool/incoming/STUDY/SOP.dcm   retrieved instances (each renamed into place whole)
+    WORK/retrieved                      the keyed digests of the studies retrieved whole (one per line, fsynced
+                                        after the study's instances were synced: the commit point of a study)
+    WORK/query                          the query's digest where the pull has no key (it stays out of DST)
     DST/.veil/pull/state.json           phase (retrieving, deidentifying, done), the query's keyed digest, counts
 
 A killed pull goes on where it stopped: studies already retrieved are not asked for again, a half-retrieved
@@ -14,7 +16,6 @@ removed once DST is complete. Nothing printed or logged names a patient, a study
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import threading
@@ -29,7 +30,8 @@ import blake3
 
 from veil.errors import MalformedDicom, VeilError
 from veil.net.retrieve import Query, RetrieveError
-from veil.net.spool import Spool, write_durable
+from veil.net.spool import Spool, append_durable, write_durable
+from veil.system import sync_filesystem
 
 __all__ = ["PullResult", "Source", "pull"]
 
@@ -81,6 +83,19 @@ def _query_digest(query: Query, key: bytes | None) -> str:
     return (blake3.blake3(text, key=key) if key is not None else blake3.blake3(text)).hexdigest()[:32]
 
 
+def _recorded_query(query_digest: str, digest_key: bytes | None, work: Path) -> str:
+    """What DST's state must say for this query: its keyed digest; with no key, nothing (the digest of the
+    query's patient IDs would be a guessable hash in DST), and then only the pull whose WORK still holds the
+    same digest goes on."""
+    if digest_key is not None:
+        return query_digest
+    try:
+        same = (work / "query").read_text() == query_digest
+    except OSError:
+        same = False
+    return "" if same else "(another query)"
+
+
 class _Retrieved:
     """The append-only, fsynced list of studies retrieved whole."""
 
@@ -94,18 +109,14 @@ class _Retrieved:
 
     def add(self, digest: str) -> None:
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                os.write(fd, (digest + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_durable(self.path, digest)
             self.done.add(digest)
 
 
 def make_sink(spool: Spool) -> Callable[[bytes], bool]:
-    """Writes one retrieved instance durably into its study's folder (named by keyed digests). An instance whose
-    UIDs cannot be read is kept too (named by its content digest), for the engine to quarantine and record."""
+    """Writes one retrieved instance into its study's folder (named by keyed digests), without a sync of its
+    own: a study counts as retrieved only after one sync of the spool. An instance whose UIDs cannot be read is
+    kept too (named by its content digest), for the engine to quarantine and record."""
     from veil.core._core import peek
 
     def sink(data: bytes) -> bool:
@@ -117,7 +128,7 @@ def make_sink(spool: Spool) -> Callable[[bytes], bool]:
         if not study or not sop:
             study, sop = "unreadable", blake3.blake3(data).hexdigest()
         try:
-            spool.receive(study, sop, data)
+            spool.receive(study, sop, data, sync=False)
         except OSError:
             return False
         return True
@@ -136,8 +147,9 @@ def pull(source: Source, query: Query, dst: Path, work: Path, *, recipe: Any, ke
     digest_key = key.subkey("audit") if key is not None else None
     query_digest = _query_digest(query, digest_key)
     state = read_state(dst)
-    if state and state.get("query") != query_digest:
-        raise VeilError(f"{dst} holds a pull of another query; pull into a new folder")
+    if state and state.get("query") != _recorded_query(query_digest, digest_key, work):
+        raise VeilError(f"{dst} holds a pull of another query (or a finished pull without a key); pull into a "
+                        "new folder")
     result = PullResult()
     if state.get("phase") == "done":
         result.complete, result.studies = True, int(state.get("studies", 0))
@@ -145,12 +157,16 @@ def pull(source: Source, query: Query, dst: Path, work: Path, *, recipe: Any, ke
         return result
     spool = Spool(work, digest_key)
     retrieved = _Retrieved(work / "retrieved")
+    recorded = query_digest if digest_key is not None else ""  # a keyless digest of patient IDs stays in WORK
+    if digest_key is None:
+        write_durable(work / "query", query_digest.encode())
     deidentifying = state.get("phase") == "deidentifying"
     if not deidentifying:
-        _write_state(dst, {"phase": "retrieving", "query": query_digest})
-        uids: list[str] = []
+        _write_state(dst, {"phase": "retrieving", "query": recorded})
+        found: dict[str, None] = {}  # every study once, in the order the queries found them
         for keys in query.matches():
-            uids.extend(u for u in source.find(keys) if u not in uids)
+            found.update(dict.fromkeys(source.find(keys)))
+        uids = list(found)
         result.studies = len(uids)
         todo = [u for u in uids if spool.digest(u) not in retrieved.done]
         result.already = len(uids) - len(todo)
@@ -161,6 +177,7 @@ def pull(source: Source, query: Query, dst: Path, work: Path, *, recipe: Any, ke
 
         def one(uid: str) -> int:
             count = source.retrieve(uid, sink)
+            sync_filesystem(spool.incoming)  # the study's instances on disk before it counts as retrieved
             retrieved.add(spool.digest(uid))
             return count
 
@@ -177,16 +194,16 @@ def pull(source: Source, query: Query, dst: Path, work: Path, *, recipe: Any, ke
         if result.failed:
             return result  # nothing de-identified until every study is in: rerun to go on
         if not any(spool.incoming.glob("*/*.dcm")):
-            _write_state(dst, {"phase": "done", "query": query_digest, "studies": result.studies, "instances": 0})
+            _write_state(dst, {"phase": "done", "query": recorded, "studies": result.studies, "instances": 0})
             shutil.rmtree(work, ignore_errors=True)
             result.complete = True
             return result
-        _write_state(dst, {"phase": "deidentifying", "query": query_digest, "studies": result.studies})
+        _write_state(dst, {"phase": "deidentifying", "query": recorded, "studies": result.studies})
     say("de-identifying")
     result.summary = deidentify(spool.incoming, dst, recipe=recipe, key=key, workers=workers, layout="study",
                                 resume=deidentifying, operator=operator)
     totals = result.summary.totals
-    _write_state(dst, {"phase": "done", "query": query_digest, "studies": result.studies or len(retrieved.done),
+    _write_state(dst, {"phase": "done", "query": recorded, "studies": result.studies or len(retrieved.done),
                        "instances": totals.files if totals is not None else 0})
     shutil.rmtree(work, ignore_errors=True)  # the originals: DST is complete
     result.complete = True

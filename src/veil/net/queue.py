@@ -14,12 +14,11 @@ message without values.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from veil.net.spool import write_durable
+from veil.net.spool import append_durable, write_durable
 
 __all__ = ["Job", "JobQueue"]
 
@@ -84,12 +83,7 @@ class JobQueue:
             return set()
 
     def mark_sent(self, study: str, relpath: str) -> None:
-        fd = os.open(self.folder / f"{study}.sent", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, (relpath + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durable(self.folder / f"{study}.sent", relpath)
 
     def dead(self) -> list[Job]:
         return [j for j in self.jobs() if j.state == "dead"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +79,7 @@ def _status(ds: Any) -> int:
 
 class DimseSource:
     """A PACS reached by DIMSE: ``find`` by C-FIND (study root), ``retrieve`` by C-MOVE to ``move_ae`` (the
-    Storage SCP started by :meth:`listen`) or, with ``get=True``, by C-GET."""
+    Storage SCP started by :meth:`start`) or, with ``get=True``, by C-GET."""
 
     def __init__(self, ae_title: str, host: str, port: int, calling_ae: str, *, get: bool = False,
                  move_ae: str = "", listen: tuple[str, int] = ("127.0.0.1", 0), tls: ssl.SSLContext | None = None,
@@ -93,9 +92,7 @@ class DimseSource:
         self.tls, self.server_tls, self.timeout, self.listen_at = tls, server_tls, timeout, listen
         self.port_listening = 0
         self._server: Any = None
-        self._lock = threading.Lock()
         self._sink: Sink | None = None
-        self.received = 0
 
     def label(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
@@ -147,46 +144,27 @@ class DimseSource:
 
     # The Storage SCP that C-MOVE sends to, or the C-STORE handler of a C-GET association.
     def _on_store(self, event: Any) -> int:
-        from veil.core._core import build_meta
-        from veil.net.spool import received_bytes
+        from veil.net.scp import received_bytes
 
         try:
-            data = received_bytes(event, build_meta)
+            data = received_bytes(event)
         except Exception:
             return 0xC000
         sink = self._sink
         if sink is None or not sink(data):
             return 0xA700  # out of resources: nothing written
-        with self._lock:
-            self.received += 1
         return 0x0000
 
     def start(self, sink: Sink) -> None:
         """For C-MOVE: starts the Storage SCP (AE ``move_ae``, at ``listen``) that the source sends to; only the
         source's AE may store there. For C-GET: nothing to start."""
+        from veil.net.scp import start_storage_scp
+
         self._sink = sink
         if not self.get:
-            self.port_listening = self._listen(*self.listen_at, sink)
-
-    def _listen(self, host: str, port: int, sink: Sink) -> int:
-        from pynetdicom import ALL_TRANSFER_SYNTAXES, evt
-        from pynetdicom.presentation import AllStoragePresentationContexts
-
-        from veil.net.pynetdicom_fixes import apply
-
-        apply()
-        self._sink = sink
-        ae = self._ae()
-        ae.ae_title = self.move_ae
-        ae.require_calling_aet = [self.ae_title]
-        ae.require_called_aet = True
-        ae.maximum_pdu_size = 4 * 1024 * 1024  # as veil serve: an instance in one or a few PDUs
-        for context in AllStoragePresentationContexts:
-            if context.abstract_syntax is not None:
-                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-        self._server = ae.start_server((host, port), block=False, ssl_context=self.server_tls,
-                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
-        return int(self._server.server_address[1])
+            self._server = start_storage_scp(self.move_ae, [self.ae_title], self.listen_at, self._on_store,
+                                             tls=self.server_tls)
+            self.port_listening = int(self._server.server_address[1])
 
     def close(self) -> None:
         if self._server is not None:

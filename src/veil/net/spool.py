@@ -21,11 +21,10 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import blake3
 
-__all__ = ["Spool", "fsync_dir", "received_bytes", "write_durable"]
+__all__ = ["Spool", "append_durable", "fsync_dir", "write_durable"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -36,29 +35,32 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_durable(target: Path, data: bytes, mode: int = 0o600) -> None:
-    """``data`` at ``target``: a temporary file beside it, fsync, rename, fsync of the folder."""
+def append_durable(path: Path, line: str) -> None:
+    """One line appended to ``path`` (created mode 0600) and fsynced: the logs that say what is done."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(target: Path, data: bytes, mode: int = 0o600, sync: bool = True) -> None:
+    """``data`` at ``target``: a temporary file beside it, fsync, rename, fsync of the folder. Without ``sync``
+    only the temporary file and the rename (the caller syncs a whole batch before it counts on them)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, target)
-    fsync_dir(target.parent)
-
-
-def received_bytes(event: Any, build_meta: Any) -> bytes:
-    """A received C-STORE data set as a Part 10 file: a File Meta group from the request and the presentation
-    context (the native core's writer: pydicom's costs more than the rest of the receive), then the bytes as
-    the peer sent them."""
-    request = event.request
-    meta = build_meta(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
-                      str(event.context.transfer_syntax))
-    return bytes(meta) + event.encoded_dataset(include_meta=False)
+    if sync:
+        fsync_dir(target.parent)
 
 
 class Spool:
@@ -85,8 +87,9 @@ class Spool:
         hashed = blake3.blake3(raw, key=self._key) if self._key is not None else blake3.blake3(raw)
         return hashed.hexdigest()[:40]
 
-    def receive(self, study_uid: str, sop_uid: str, data: bytes) -> Path:
-        """Writes one received instance durably into its study's incoming folder; returns its path."""
+    def receive(self, study_uid: str, sop_uid: str, data: bytes, sync: bool = True) -> Path:
+        """Writes one received instance into its study's incoming folder, durably unless ``sync`` is False (the
+        caller then syncs the study before it counts on it); returns its path."""
         study, sop = self.digest(study_uid), self.digest(sop_uid)
         with self._lock:
             folder = self.incoming / study
@@ -94,7 +97,7 @@ class Spool:
             self._inflight[study] = self._inflight.get(study, 0) + 1
         try:
             target = folder / f"{sop}.dcm"
-            write_durable(target, data)
+            write_durable(target, data, sync=sync)
             return target
         finally:
             with self._lock:
