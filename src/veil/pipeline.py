@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pix
     import veil.pixels as pixels
     from veil.recipes import PixelPolicy
 
-__all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter"]
+__all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter", "refused", "reid_pairs", "write_output"]
 
 
 class FileOutcome(NamedTuple):
@@ -256,10 +256,19 @@ class Deidentifier:
         """One file in memory, as :meth:`process` writes it: the header rewritten and, under a recipe with a
         ``pixels:`` section, the burned-in text redacted (or :class:`~veil.errors.MalformedDicom` raised where
         the file would be quarantined)."""
+        return self.rewritten(data, path)[0]
+
+    def rewritten(self, data: bytes, path: str = "") -> tuple[bytes, tuple[int, ...], pixels.Redaction | None]:
+        """:meth:`deidentify_bytes` with what the audit row needs: the output's bytes, its elements per action
+        and the record of the burned-in text redaction (None when none was done). For steps that change the
+        output further before it is written (a defaced series)."""
         result = self.rewrite(data, path)
         try:
             redacted = self._pixels(data, result, path) if self.pixel_policy is not None else None
-            return result.tobytes() if redacted is None else bytes(redacted.data)
+            out = result.tobytes() if redacted is None else bytes(redacted.data)
+            if redacted is not None:
+                redacted = dataclasses.replace(redacted, data=b"")
+            return out, tuple(result.counts_row), redacted
         finally:
             if result.pixels is not None:
                 result.pixels.release()
@@ -337,11 +346,7 @@ class Deidentifier:
                     new.update(study_instance_uid=result.study_instance_uid,
                                series_instance_uid=result.series_instance_uid,
                                sop_instance_uid=result.sop_instance_uid)
-                    pairs = tuple(
-                        (kind, str(new[name]).encode(), str(original[name]).encode())
-                        for name, kind in _REID_VALUES
-                        if original[name] and new[name] and new[name] != original[name]
-                    )
+                    pairs = reid_pairs(original, new)
             finally:
                 if result is not None and result.pixels is not None:
                     result.pixels.release()
@@ -370,6 +375,22 @@ class Deidentifier:
             return refused(src, exc, started)
 
     deidentify_file = process  # the name the API and earlier callers use
+
+
+def reid_pairs(original: dict[str, Any], new: dict[str, Any]) -> tuple[tuple[str, bytes, bytes], ...]:
+    """The (kind, new, original) rows of a re-identification table from the ``peek`` of an input and what
+    its output carries: each identifier the output changed."""
+    return tuple(
+        (kind, str(new[name]).encode(), str(original[name]).encode())
+        for name, kind in _REID_VALUES
+        if original[name] and new.get(name) and new[name] != original[name]
+    )
+
+
+def write_output(dst: str, data: bytes, direct: bool = False) -> int:
+    """A whole output written to ``dst``: under a temporary name then renamed, or (``direct``) under its own
+    name; a missing folder is made. Returns the bytes written."""
+    return _write_bytes_atomically(dst, data, direct)
 
 
 def refused(src: str, exc: VeilError | OSError, started: int) -> FileOutcome:

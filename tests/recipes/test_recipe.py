@@ -30,6 +30,7 @@ SHIPPED = {
     "ps3.15-basic",
     "hipaa-safe-harbor",
     "research",
+    "clean-recognizable-visual-features",
     "retain-safe-private",
     "retain-uids",
     "retain-device-identity",

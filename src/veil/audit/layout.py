@@ -34,6 +34,7 @@ __all__ = [
     "manifest_path",
     "quarantine_dir",
     "changes_dir",
+    "deface_dir",
     "purges_path",
     "array_name",
     "PART_NAME",
@@ -80,6 +81,12 @@ def manifest_path(dst: Path | str) -> Path:
 def quarantine_dir(dst: Path | str) -> Path:
     """``DST/.veil/quarantine``: refused inputs, each named by the keyed digest of its path, with its reason."""
     return veil_dir(dst) / "quarantine"
+
+
+def deface_dir(dst: Path | str) -> Path:
+    """``DST/.veil/audit/deface``: the files each shard set aside for a defaced series' step
+    (``deferred-NNNNNN.json``) and the record of each series step (``series-NNNNNN.json``)."""
+    return audit_dir(dst) / "deface"
 
 
 def changes_dir(dst: Path | str) -> Path:

@@ -57,6 +57,7 @@ from veil.engine import local as local_pool
 from veil.engine import ray as on_ray
 from veil.engine.executor import Executor, FatalRunError
 from veil.engine.listing import Entry, list_inputs
+from veil.engine.series import series_tasks
 from veil.engine.sharding import ShardContext, ShardResult, choose_shard_files, shards
 from veil.keys import Key
 from veil.recipes import CompiledRecipe
@@ -268,6 +269,15 @@ def run(
                 summary.add(result)
                 if progress:
                     progress(summary, executor.in_flight)
+            if compiled.recipe.deface is not None:
+                # Defacing: the series set aside by the shards, one task each (veil.engine.series), once every
+                # shard is done; the listing is cut again the same way to find their files.
+                relisted = shards(list_inputs(options.src, options.files_from), shard_files, shard_bytes)
+                tasks = series_tasks(str(dst), run_id, relisted)
+                for result in executor.run(_pending(iter(tasks), done, summary)):
+                    summary.add(result)
+                    if progress:
+                        progress(summary, executor.in_flight)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             # The executor has stopped its workers (leaving the with block): what they were half-way through

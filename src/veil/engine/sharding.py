@@ -34,6 +34,7 @@ from veil.audit import (
 )
 from veil.engine.executor import FatalRunError
 from veil.engine.listing import Entry
+from veil.engine.series import SeriesBatch, series_outcomes, write_deferred
 from veil.errors import VeilError
 from veil.keys import KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
@@ -208,14 +209,32 @@ def process_shard(
         changes = []
         process = _recording(worker, ctx.plan_recipe.plan, changes, rows)
     keyed = blake3.blake3(key=audit_key)
-    for entry in entries:
+    # Defacing recipes: files of series that may be heads are set aside for their series' task (which comes
+    # here as a SeriesBatch: its outcomes made by the series step).
+    deface = recipe.deface
+    deferred: list[tuple[int, str, str]] = []
+    series: list[FileOutcome | None] | None = None
+    if isinstance(entries, SeriesBatch):
+        series = series_outcomes(ctx, shard, worker, entries, _series_destination(prefix, by_study), want_reid)
+    elif deface is not None:
+        from veil.deface.select import candidate
+    for index, entry in enumerate(entries):
         # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
         hasher = keyed.copy()
         hasher.update(os.fsencode(entry.rel))
         digest = hasher.hexdigest()
         if entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
+        elif series is not None:
+            outcome = series[index] or FileOutcome(entry.path, None, "quarantined", reason="not processed")
         else:
+            if deface is not None:
+                found = candidate(entry.path, deface)
+                if found is not None:
+                    series_hasher = keyed.copy()
+                    series_hasher.update(b"series\0" + found.series.encode())
+                    deferred.append((index, series_hasher.hexdigest(), found.why))
+                    continue
             outcome = process(entry.path, prefix + entry.rel if by_study is None else by_study, reid=want_reid)
         # One unpacking of the fields the tally needs (this runs once per file; FileOutcome's field order).
         _, _, status, reason, in_bytes, out_bytes = outcome[:6]
@@ -233,6 +252,8 @@ def process_shard(
         if outcome.pixel_record is not None:
             pixel_records.append(PixelRecord.from_redaction(len(rows), outcome.pixel_record))
         rows.append(row_from_outcome(outcome, row_context, digest, entry.size))
+    if deface is not None and series is None:
+        write_deferred(dst, ctx.run_id, shard, deferred)  # before the audit part, too
     if reid and reid_sink is not None:
         reid_sink(shard, reid)  # journaled before the audit part marks the shard done
     if changes is not None:
@@ -254,7 +275,7 @@ def process_shard(
     write_shard(Path(dst), shard, rows, pixel_records, before_key, matrix=matrix)
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = Counter({name: int(n) for name, n in zip(ACTION_NAMES, totals, strict=True) if n})
-    tally = Tally(len(entries), written, 0, quarantined, input_bytes, output_bytes, reasons, actions)
+    tally = Tally(len(entries) - len(deferred), written, 0, quarantined, input_bytes, output_bytes, reasons, actions)
     return ShardResult(shard, tally, os.uname().nodename)
 
 
@@ -304,6 +325,16 @@ def _by_study(dst: str) -> Callable[[dict[str, object]], str]:
         return os.path.join(dst, study, series, f"{instance}.dcm")
 
     return by_study
+
+
+def _series_destination(prefix: str, by_study: Callable[[dict[str, object]], str] | None
+                        ) -> Callable[[Entry, dict[str, object]], str]:
+    """Where a series task writes an entry's output, from the output's own identity (``peek``)."""
+
+    def destination(entry: Entry, new: dict[str, object]) -> str:
+        return prefix + entry.rel if by_study is None else by_study(new)
+
+    return destination
 
 
 def _quarantine(dst: str, entry: Entry, digest: str, reason: str, custodian: Any = None) -> None:

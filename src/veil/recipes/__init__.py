@@ -13,6 +13,7 @@ from veil.system import lazy_exports
 
 if TYPE_CHECKING:
     from veil.recipes.compile import METHOD_CODES, check_recipe, compile_recipe, marking
+    from veil.recipes.deface import HEAD_BODY_PARTS, DefacePolicy
     from veil.recipes.model import CompiledRecipe, Recipe, RecipeInfo, pixel_policy
     from veil.recipes.paths import pixel_rules_dir, recipes_dir
     from veil.recipes.pixelrules import (
@@ -32,6 +33,8 @@ __all__ = [
     "METHOD_CODES",
     "PIXEL_MATCH_KEYS",
     "CompiledRecipe",
+    "DefacePolicy",
+    "HEAD_BODY_PARTS",
     "PixelPolicy",
     "PixelRule",
     "Recipe",
@@ -56,6 +59,8 @@ _HOMES = {
     "check_recipe": "compile",
     "compile_recipe": "compile",
     "marking": "compile",
+    "DefacePolicy": "deface",
+    "HEAD_BODY_PARTS": "deface",
     "CompiledRecipe": "model",
     "Recipe": "model",
     "RecipeInfo": "model",

@@ -13,6 +13,7 @@ from typing import Any
 
 from veil.core.plan import Plan
 from veil.keys import CounterFormat, counter_format
+from veil.recipes.deface import DefacePolicy
 from veil.recipes.pixelrules import PixelPolicy, _PixelSection
 from veil.recipes.rules import _KEYED_ACTIONS, RecipeRule, _compile_rule
 
@@ -50,6 +51,7 @@ class _Layer:
     base_dir: Path | None
     pixels: _PixelSection | None = None
     vocabulary: tuple[str, ...] = ()  # words this file adds to the free-text vocabulary, lower case
+    deface: dict[str, Any] | None = None  # the keys of its ``deface:`` section (None: it has none)
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Recipe:
     layers: tuple[str, ...] = field(default=())  # "name version" of every file that contributed, base first
     pixels: PixelPolicy | None = None  # the resolved ``pixels:`` section; None when no layer has one
     vocabulary: tuple[str, ...] = ()  # words every layer's ``vocabulary:`` adds, lower case, sorted, unique
+    deface: DefacePolicy | None = None  # the resolved ``deface:`` section; None when no layer has one
 
     @property
     def requires_key(self) -> bool:
@@ -108,6 +111,8 @@ class Recipe:
             out["pixels"] = self.pixels.canonical()
         if self.vocabulary:  # likewise: a recipe without ``vocabulary:`` keeps its content hash
             out["vocabulary"] = list(self.vocabulary)
+        if self.deface is not None:  # likewise
+            out["deface"] = self.deface.canonical()
         if retention:  # likewise
             out["retention"] = {k: retention[k] for k in RETENTION_CLASSES if k in retention}
         return out

@@ -40,6 +40,7 @@ import yaml
 
 from veil.core import dictionary
 from veil.errors import RecipeError
+from veil.recipes.deface import parse_deface
 from veil.recipes.model import RETENTION_CLASSES, _Layer, retention_problem
 from veil.recipes.pixelrules import _parse_pixels
 from veil.recipes.reader import (
@@ -74,8 +75,9 @@ _TOP_KEYS = {
     "pixels",
     "vocabulary",
     "retention",
+    "deface",
 }
-_OPTION_KEYS = {"name", "version", "edition", "kind", "description", "rules", "vocabulary"}
+_OPTION_KEYS = {"name", "version", "edition", "kind", "description", "rules", "vocabulary", "deface"}
 _RULE_KEYS = {"keyword", "tag", "vr", "action", "value", "name"}
 _DEFAULT_KEYS = {"public", "private", "sequence"}
 _PARAMETER_KEYS = {"date_shift_days", "pseudonym_pattern", "age_cap", "dummy"}
@@ -173,6 +175,7 @@ def _parse_text(text: str, path: str, base_dir: Path | None) -> _Layer:
         base_dir,
         _parse_pixels(rd, top["pixels"][1], base_dir) if "pixels" in top else None,
         _parse_vocabulary(rd, top["vocabulary"][1]) if "vocabulary" in top else (),
+        parse_deface(rd, top["deface"][1]) if "deface" in top else None,
     )
 
 

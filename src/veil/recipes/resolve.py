@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from veil.errors import RecipeError
+from veil.recipes.deface import DefacePolicy, merge_deface
 from veil.recipes.model import Recipe, RecipeInfo, _fmt, _Layer
 from veil.recipes.parse import _parse_file
 from veil.recipes.paths import recipes_dir
@@ -68,6 +69,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
             option_rules,
             (f"{layer.name} {layer.version}",),
             vocabulary=tuple(sorted(set(layer.vocabulary))),
+            deface=merge_deface(None, layer.deface),
         )
     rules: dict[str, RecipeRule] = {}
     defaults: dict[str, str] = {}
@@ -76,6 +78,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
     layers: tuple[str, ...] = ()
     base_name = None
     base_pixels: PixelPolicy | None = None
+    deface: DefacePolicy | None = None
     vocabulary: set[str] = set()
     if layer.extends is not None:
         base_name, line = layer.extends
@@ -86,6 +89,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
         base_layer = _named_layer(base_name, "profile", layer.base_dir, line, fail)
         base = _resolve(base_layer, stack + (layer.name,))
         base_pixels = base.pixels
+        deface = base.deface
         vocabulary.update(base.vocabulary)
         if edition is not None and base.edition and edition != base.edition:
             raise fail(line, f"edition {edition} but {base_name} follows PS3.15 {base.edition}")
@@ -106,6 +110,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
             option_lines[r.match] = line
         layers += (f"{option.name} {option.version}",)
         vocabulary.update(option.vocabulary)
+        deface = merge_deface(deface, option.deface)
     vocabulary.update(layer.vocabulary)
     for r in layer.rules:
         rules[r.match] = r
@@ -162,6 +167,7 @@ def _resolve(layer: _Layer, stack: tuple[str, ...] = ()) -> Recipe:
         layers,
         _merge_pixels(base_pixels, layer.pixels),
         tuple(sorted(vocabulary)),
+        merge_deface(deface, layer.deface),
     )
 
 

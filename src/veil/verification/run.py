@@ -17,6 +17,7 @@ from veil.keys import Key, KeyedFunctions
 from veil.keys.custodian import CustodianPrivateKey
 from veil.recipes import CompiledRecipe, Recipe, compile_recipe
 from veil.verification.conformance import check_conformance
+from veil.verification.defacing import DefacingCheck
 from veil.verification.identifiers import (
     MEDIA_STORAGE_SOP_INSTANCE_UID,
     PATIENT_ID,
@@ -88,6 +89,7 @@ def verify(
     inputs_seen: set[str] = set()
     paired_by_audit: set[str] = set()
     input_files = list(_iter_files(src_root))
+    defacing = DefacingCheck()
     for n, (path, rel) in enumerate(input_files, 1):
         if progress:
             progress("index", n, len(input_files))
@@ -151,6 +153,7 @@ def verify(
                 if value:
                     out_value = out_values[i] if out_values is not None and i < len(out_values) else None
                     pair.references.append((ref_path, value, out_value))
+        findings.extend(defacing.add(pair.rel_out, before, after, path, out_path))
         compared, kept = kept_findings(nodes, after, plan, pair.rel_out)
         kept_compared += compared
         findings.extend(kept)
@@ -165,6 +168,7 @@ def verify(
             f"{unreadable} inputs cannot be read with pydicom: their identifying values are unknown"
         )
 
+    findings.extend(defacing.findings())
     references_checked = check_integrity(pairs, plan, functions, findings, report)
     pseudonym_findings(pairs, compiled, functions, reid_rows, findings, report)
 
@@ -229,6 +233,7 @@ def verify(
         "scan_seconds": round(scan_seconds, 3),
         "references_checked": references_checked,
         "kept_compared": kept_compared,
+        "defaced_series_checked": defacing.checked,
     }
     # File names may themselves identify (the mirror layout keeps them): mask what the scan knows of.
     findings[:] = [f if f.file.startswith("(") else replace(f, file=scanner.redact(f.file)) for f in findings]
