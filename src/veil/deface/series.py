@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID
 
 from veil.deface.grid import Volume
@@ -209,12 +208,7 @@ def write_back(datasets: Sequence[Dataset], assembled: Assembled, values: np.nda
 
 def mark(ds: Dataset) -> None:
     """RecognizableVisualFeatures NO and code 113102 in DeidentificationMethodCodeSequence (once)."""
+    from veil.pixels.redact import add_method_code
+
     ds.RecognizableVisualFeatures = "NO"
-    codes = ds.get("DeidentificationMethodCodeSequence")
-    if codes is None:
-        codes = DicomSequence()
-        ds.DeidentificationMethodCodeSequence = codes
-    if not any(str(getattr(c, "CodeValue", "")) == CLEAN_VISUAL_FEATURES_CODE[0] for c in codes):
-        item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = CLEAN_VISUAL_FEATURES_CODE
-        codes.append(item)
+    add_method_code(ds, CLEAN_VISUAL_FEATURES_CODE)

@@ -201,13 +201,18 @@ def clean_pixel_plan(plan: Plan) -> Plan:
 
 def _mark_clean(ds: Dataset) -> None:
     ds.BurnedInAnnotation = "NO"
+    add_method_code(ds, CLEAN_PIXEL_DATA_CODE)
+
+
+def add_method_code(ds: Dataset, code: tuple[str, str, str]) -> None:
+    """``code`` (value, scheme, meaning) added to DeidentificationMethodCodeSequence, once."""
     codes = ds.get("DeidentificationMethodCodeSequence", None)
     if codes is None:
         codes = DicomSequence()
         ds.DeidentificationMethodCodeSequence = codes
-    if not any(str(getattr(c, "CodeValue", "")) == CLEAN_PIXEL_DATA_CODE[0] for c in codes):
+    if not any(str(getattr(c, "CodeValue", "")) == code[0] for c in codes):
         item = Dataset()
-        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = CLEAN_PIXEL_DATA_CODE
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = code
         codes.append(item)
 
 
