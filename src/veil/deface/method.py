@@ -6,7 +6,7 @@ downloaded.
    end; the largest connected part, holes filled.
 2. **Brain.** The shipped atlas (:mod:`veil.deface.atlas`, a real T1 head with its brain mask) is registered to
    the head: translation, scale along each axis and a nod (rotation about the left-right axis), by the overlap
-   of the two head masks on a 6 mm grid. Its brain mask, carried over, is the brain estimate. For CT the soft
+   of the two head masks on an 8 mm grid. Its brain mask, carried over, is the brain estimate. For CT the soft
    tissue inside the bony ring is added to it. The estimate grown by ``margin`` mm is protected: no voxel of it
    is ever changed.
 3. **Face plane.** A plane whose normal points forward and down (the atlas's face direction, nodded with the
@@ -83,12 +83,9 @@ def head_mask(values: np.ndarray, modality: str, fill: bool = True) -> np.ndarra
             return np.zeros(values.shape, bool)
         tissue = values > 0.1 * bright
     tissue = ndimage.binary_opening(tissue, iterations=1)
-    labels, count = ndimage.label(tissue)
-    if count == 0:
+    if not tissue.any():
         return tissue
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    head = labels == int(sizes.argmax())
+    head = _largest(tissue)
     if not fill:
         return head
     head = ndimage.binary_closing(head, iterations=2)
@@ -96,6 +93,17 @@ def head_mask(values: np.ndarray, modality: str, fill: bool = True) -> np.ndarra
     for z in range(filled.shape[2]):  # air in the sinuses and the mouth opens to the outside in 3-D
         filled[:, :, z] = ndimage.binary_fill_holes(filled[:, :, z])
     return filled
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a non-empty ``mask``."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest: np.ndarray = labels == int(sizes.argmax())
+    return largest
 
 
 def _rotation_x(angle: float) -> np.ndarray:
@@ -157,11 +165,13 @@ def register(head: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, floa
     best = optimize.minimize(lambda p: 1.0 - overlap(p, points, target), start, method="Powell",
                              bounds=[(v - 60.0, v + 60.0) for v in start[:3]] + [(-0.4, 0.4)] * 3 + [(-0.6, 0.6)],
                              options={"xtol": 1e-2, "ftol": 1e-3, "maxfev": 600})
-    every = np.nonzero(np.ones(small.shape, bool))
-    fit = overlap(best.x, np.stack(every).astype(np.float64) * fit_grid.spacing + fit_grid.origin[:, None],
-                  small[every])
     matrix, shift = _transform(best.x)
-    return matrix, shift, fit
+    # The fit: the same overlap over the whole grid, not the band.
+    warped = _warp(ref_small, ref_grid, fit_grid, matrix, shift, cval=-1.0)
+    covered = warped >= 0.0
+    a, b = warped[covered], small[covered]
+    total = float(a.sum() + b.sum())
+    return matrix, shift, 2.0 * float((a * b).sum()) / total if total else 0.0
 
 
 def _top(head: np.ndarray, grid: Grid) -> np.ndarray:
@@ -186,13 +196,7 @@ def _intracranial(values: np.ndarray, head: np.ndarray) -> np.ndarray:
         if bone[:, :, z].any():
             inside[:, :, z] = ndimage.binary_fill_holes(bone[:, :, z]) & ~bone[:, :, z]
     soft = inside & (values > -10.0) & (values < 100.0) & head
-    labels, count = ndimage.label(soft)
-    if count == 0:
-        return soft
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    result: np.ndarray = labels == int(sizes.argmax())
-    return result
+    return _largest(soft) if soft.any() else soft
 
 
 def deface(volume: Volume, options: DefaceOptions | None = None) -> Defaced:
@@ -244,9 +248,8 @@ def deface(volume: Volume, options: DefaceOptions | None = None) -> Defaced:
 def _ears(head: np.ndarray, protect: np.ndarray) -> np.ndarray:
     """The ears: head outside the protected brain and lateral to it (beyond its left or right edge at the same
     front-back and height), from the bottom of the protected region to 45% of its height."""
-    xs = np.nonzero(protect.any(axis=(1, 2)))[0]
     zs = np.nonzero(protect.any(axis=(0, 1)))[0]
-    if xs.size == 0:
+    if zs.size == 0:
         return np.zeros_like(head)
     x = np.arange(head.shape[0])[:, None, None]
     present: np.ndarray = np.asarray(protect.any(axis=0))

@@ -30,12 +30,13 @@ def shade(head: np.ndarray, grid: Grid) -> np.ndarray:
     ny = head.shape[1]
     hit = head.any(axis=1)
     first = np.where(hit, head.argmax(axis=1), ny).astype(np.float32) * grid.spacing  # depth in mm (x, z)
-    depth = np.where(hit, first, np.nan)
-    gx = np.gradient(np.nan_to_num(depth, nan=float(np.nanmax(depth)) if hit.any() else 0.0), grid.spacing, axis=0)
-    gz = np.gradient(np.nan_to_num(depth, nan=float(np.nanmax(depth)) if hit.any() else 0.0), grid.spacing, axis=1)
+    far = float(first[hit].max()) if hit.any() else 0.0
+    near = float(first[hit].min()) if hit.any() else 0.0
+    depth = np.where(hit, first, far)  # beside the head: as far as its farthest point, so no edge is shaded
+    gx = np.gradient(depth, grid.spacing, axis=0)
+    gz = np.gradient(depth, grid.spacing, axis=1)
     light = 1.0 / np.sqrt(1.0 + gx * gx + gz * gz)
-    near = float(np.nanmin(depth)) if hit.any() else 0.0
-    fade = 1.0 - 0.5 * np.clip((np.nan_to_num(depth, nan=near) - near) / 120.0, 0.0, 1.0)
+    fade = 1.0 - 0.5 * np.clip((np.where(hit, first, near) - near) / 120.0, 0.0, 1.0)
     image = np.where(hit, 40.0 + 215.0 * light * fade, 0.0)
     # (x, z) -> rows top-down (z descending), columns the patient's right (x low in LPS) on the left
     return np.ascontiguousarray(image.T[::-1]).astype(np.uint8)

@@ -42,9 +42,6 @@ class SeriesBatch(list[Entry]):
         self.why = why
         self.key = key
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return SeriesBatch, (list(self), self.why, self.key)
-
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
