@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from veil.core._core import Rewriter, RewriteResult, identity_values, peek
 from veil.core.identity import identity_from_values
-from veil.core.plan import Action, Plan
+from veil.core.plan import Action, Inserted, Plan
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import CounterFormat, CounterPseudonymError, KeyedFunctions
 from veil.recipes import freetext
@@ -30,7 +30,9 @@ if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pix
     import veil.pixels as pixels
     from veil.recipes import PixelPolicy
 
-__all__ = ["Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter", "refused", "reid_pairs", "write_output"]
+__all__ = [
+    "Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter", "Rewritten", "refused", "reid_pairs", "write_output",
+]
 
 
 class FileOutcome(NamedTuple):
@@ -82,6 +84,17 @@ _REID_VALUES = (
     ("series_instance_uid", "SeriesInstanceUID"),
     ("sop_instance_uid", "SOPInstanceUID"),
 )
+
+
+class Rewritten(NamedTuple):
+    """One file de-identified in memory (:meth:`Deidentifier.rewritten`): the output, its elements per action,
+    the burned-in text redaction's record (None when none was done), and ``(start, stop)`` of the output's
+    Pixel Data value where it holds the input's stored pixels (None when redacted, encapsulated or absent)."""
+
+    data: bytes
+    counts_row: tuple[int, ...]
+    redaction: pixels.Redaction | None
+    pixels_at: tuple[int, int] | None
 
 
 class CounterLookup:
@@ -258,20 +271,40 @@ class Deidentifier:
         the file would be quarantined)."""
         return self.rewritten(data, path)[0]
 
-    def rewritten(self, data: bytes, path: str = "") -> tuple[bytes, tuple[int, ...], pixels.Redaction | None]:
-        """:meth:`deidentify_bytes` with what the audit row needs: the output's bytes, its elements per action
-        and the record of the burned-in text redaction (None when none was done). For steps that change the
-        output further before it is written (a defaced series)."""
+    def rewritten(self, data: bytes, path: str = "") -> Rewritten:
+        """:meth:`deidentify_bytes` with what the audit row needs: the output's bytes, its elements per action,
+        the record of the burned-in text redaction (None when none was done) and where the output's Pixel Data
+        value lies when it holds the input's pixels as they were stored. For steps that change the output
+        further before it is written (a defaced series)."""
         result = self.rewrite(data, path)
         try:
             redacted = self._pixels(data, result, path) if self.pixel_policy is not None else None
-            out = result.tobytes() if redacted is None else bytes(redacted.data)
-            if redacted is not None:
+            at: tuple[int, int] | None = None
+            if redacted is None:
+                out = result.tobytes()
+                if result.pixels is not None:
+                    start = len(result.header)
+                    at = (start, start + len(result.pixels))
+            else:
+                out = bytes(redacted.data)
                 redacted = dataclasses.replace(redacted, data=b"")
-            return out, tuple(result.counts_row), redacted
+            return Rewritten(out, tuple(result.counts_row), redacted, at)
         finally:
             if result.pixels is not None:
                 result.pixels.release()
+
+    def marked(self, insert: tuple[Inserted, ...]) -> Deidentifier:
+        """This Deidentifier with other marking elements (its Plan's ``insert``; a defaced series adds
+        RecognizableVisualFeatures and a method code): the same keyed functions, pseudonyms, pixel policy and
+        way of writing. Made once per ``insert`` and kept."""
+        if insert == self.plan.insert:
+            return self
+        variants: dict[tuple[Inserted, ...], Deidentifier] = self.__dict__.setdefault("_variants", {})
+        variant = variants.get(insert)
+        if variant is None:
+            variant = variants[insert] = Deidentifier(dataclasses.replace(self.plan, insert=insert), self.functions,
+                                                      self.pixel_policy, self.pseudonyms, self.direct)
+        return variant
 
     def process(
         self,

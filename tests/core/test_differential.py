@@ -281,6 +281,7 @@ PEEK_KEYS = {
     "operators_name": 0x00081070,
     "performing_physician_name": 0x00081050,
     "other_patient_ids": 0x00101000,
+    "body_part_examined": 0x00180015,
 }
 
 

@@ -161,12 +161,12 @@ def scan_directory(path: str) -> list[tuple[str, int, int]]:
 def peek(data: ReadableBuffer, path: str = "") -> dict[str, Any]:
     """The values later stages need, from a walk of the top level that stops after (0028,0301).
 
-    Keys: transfer_syntax (str); rows and columns (int or None); the others str or None: patient_id,
-    patient_name, patient_birth_date, patient_address, patient_telephone_numbers, other_patient_ids,
+    Keys: transfer_syntax (str); rows, columns and samples_per_pixel (int or None); the others str or None:
+    patient_id, patient_name, patient_birth_date, patient_address, patient_telephone_numbers, other_patient_ids,
     accession_number, institution_name, referring_physician_name, performing_physician_name, operators_name,
     station_name, study_id, study/series/sop instance UIDs, sop_class_uid, frame_of_reference_uid, modality,
-    manufacturer, manufacturer_model_name, software_versions, image_type, burned_in_annotation,
-    specific_character_set, study_date.
+    manufacturer, manufacturer_model_name, software_versions, image_type, body_part_examined,
+    burned_in_annotation, specific_character_set, study_date.
     """
 
 def identity_values(data: ReadableBuffer, path: str = "") -> list[tuple[int, str, bytes]]:

@@ -14,6 +14,7 @@ _PEEK_TAGS = {
     0x00081050: "performing_physician_name",
     0x00081070: "operators_name",
     0x00101000: "other_patient_ids",
+    0x00180015: "body_part_examined",
     0x00200010: "study_id",
     0x00080060: "modality",
     0x00080070: "manufacturer",
@@ -27,6 +28,7 @@ _PEEK_TAGS = {
     0x0020000D: "study_instance_uid",
     0x0020000E: "series_instance_uid",
     0x00200052: "frame_of_reference_uid",
+    0x00280002: "samples_per_pixel",
     0x00280010: "rows",
     0x00280011: "columns",
     0x00280301: "burned_in_annotation",
@@ -95,9 +97,10 @@ cdef int _top_level(dict out, dict names, const uint8_t[::1] data, str path, Met
     return 0
 
 
-cdef uint32_t _PEEK_US[2]
+cdef uint32_t _PEEK_US[3]
 _PEEK_US[0] = 0x00280010
 _PEEK_US[1] = 0x00280011
+_PEEK_US[2] = 0x00280002
 
 
 def peek(const uint8_t[::1] data not None, str path=""):
@@ -107,13 +110,14 @@ def peek(const uint8_t[::1] data not None, str path=""):
     patient_telephone_numbers, accession_number, institution_name, referring_physician_name, station_name
     (held in memory only, for cleaning free text), study/series/sop instance UIDs, sop_class_uid,
     frame_of_reference_uid, modality, manufacturer, manufacturer_model_name, software_versions, image_type,
-    rows, columns, burned_in_annotation, specific_character_set, study_date (strings stripped; rows and
-    columns as int or None). Raises MalformedDicom like ``Rewriter.rewrite``.
+    body_part_examined, samples_per_pixel, rows, columns, burned_in_annotation, specific_character_set,
+    study_date (strings stripped; rows, columns and samples_per_pixel as int or None). Raises MalformedDicom
+    like ``Rewriter.rewrite``.
     """
     cdef Meta meta = _read_meta(data, path)
     out = {name: None for name in _PEEK_TAGS.values()}
     out["transfer_syntax"] = meta.transfer_syntax
-    _top_level(out, _PEEK_TAGS, data, path, meta, 0x00280301, _PEEK_ARRAY, _PEEK_N, _PEEK_US, 2, False)
+    _top_level(out, _PEEK_TAGS, data, path, meta, 0x00280301, _PEEK_ARRAY, _PEEK_N, _PEEK_US, 3, False)
     if not out["sop_class_uid"]:
         out["sop_class_uid"] = meta.sop_class_uid or None
     if not out["sop_instance_uid"]:

@@ -5,10 +5,11 @@ renderings work whatever the slices' obliquity."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Grid", "Volume", "patient_grid", "resample"]
+__all__ = ["Grid", "Volume", "patient_grid", "resample", "sample"]
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,75 @@ def patient_grid(volume: Volume, spacing: float) -> Grid:
 
 def resample(values: np.ndarray, affine: np.ndarray, grid: Grid, order: int = 1, cval: float = 0.0) -> np.ndarray:
     """``values`` (indexed as ``affine`` says) sampled at every point of ``grid``; outside is ``cval``."""
-    from scipy import ndimage
-
     inverse = np.linalg.inv(affine)
     # grid index (x, y, z) -> LPS = origin + spacing * index -> voxel index = inverse @ LPS
     to_lps = np.eye(4)
     to_lps[:3, :3] *= grid.spacing
     to_lps[:3, 3] = grid.origin
     matrix = inverse @ to_lps
-    out: np.ndarray = ndimage.affine_transform(values, matrix[:3, :3], offset=matrix[:3, 3], output_shape=grid.shape,
-                                               order=order, mode="constant", cval=cval, prefilter=False)
-    return out
+    return sample(values, matrix[:3, :3], matrix[:3, 3], grid.shape, order, cval)
+
+
+def sample(values: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, ...], order: int,
+           cval: float | None) -> np.ndarray:
+    """``values`` read at ``matrix @ index + offset`` for every index of an output of ``shape`` (order 0:
+    nearest voxel, 1: linear); outside the input ``cval``, or the nearest edge voxel when ``cval`` is None.
+
+    An axis-aligned mapping (each output axis reads one input axis: an axial, coronal or sagittal stack, with
+    any flips and spacings) is sampled one axis at a time, several times faster than the general path
+    (:func:`scipy.ndimage.affine_transform`), which oblique stacks take."""
+    aligned = _axis_aligned(matrix)
+    if aligned is None or order not in (0, 1):
+        from scipy import ndimage
+
+        out: np.ndarray = ndimage.affine_transform(
+            values, matrix, offset=offset, output_shape=shape, order=order,
+            mode="nearest" if cval is None else "constant", cval=0.0 if cval is None else cval, prefilter=False)
+        return out
+    source, scale = aligned  # output axis j reads input axis source[j] at scale[j] * index + offset
+    moved = values.transpose(source)
+    outside = np.zeros(shape, bool) if cval is not None else None
+    lows: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    for j in range(3):
+        n = moved.shape[j]
+        at = scale[j] * np.arange(shape[j], dtype=np.float64) + offset[source[j]]
+        if outside is not None:
+            beyond = (at < 0.0) | (at > n - 1)
+            if beyond.any():
+                form: list[Any] = [None, None, None]
+                form[j] = slice(None)
+                outside |= beyond[tuple(form)]
+        if order == 0 or n == 1:
+            lows.append(np.clip(np.rint(at), 0, n - 1).astype(np.intp))
+            weights.append(np.zeros(shape[j], np.float32))
+        else:
+            low = np.clip(np.floor(at), 0, n - 2).astype(np.intp)
+            lows.append(low)
+            weights.append(np.clip(at - low, 0.0, 1.0).astype(np.float32))
+    if order == 0:
+        result: np.ndarray = moved[np.ix_(*lows)]
+    else:  # trilinear: the eight neighbours, each gathered once, weighted
+        result = np.zeros(shape, np.float32)
+        for corner in range(8):
+            bits = [(corner >> j) & 1 for j in range(3)]
+            w = [weights[j] if bits[j] else 1.0 - weights[j] for j in range(3)]
+            index = [np.minimum(lows[j] + bits[j], moved.shape[j] - 1) for j in range(3)]
+            result += moved[np.ix_(*index)] * (w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :])
+    if outside is not None and outside.any():
+        result[outside] = cval
+    return result
+
+
+def _axis_aligned(matrix: np.ndarray) -> tuple[list[int], list[float]] | None:
+    """(source axis, scale) per output axis where every output axis reads exactly one input axis, else None."""
+    source = [int(np.argmax(np.abs(matrix[:, j]))) for j in range(3)]
+    if sorted(source) != [0, 1, 2]:
+        return None
+    scale = [float(matrix[source[j], j]) for j in range(3)]
+    rest = matrix.copy()
+    for j in range(3):
+        rest[source[j], j] = 0.0
+    if np.abs(rest).max() > 1e-9 * max(1.0, float(np.abs(matrix).max())):
+        return None
+    return source, scale

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from veil.deface.atlas import atlas
-from veil.deface.grid import Grid, Volume, patient_grid, resample
+from veil.deface.grid import Grid, Volume, patient_grid, resample, sample
 
 __all__ = ["DefaceError", "DefaceOptions", "Defaced", "METHOD_VERSION", "deface", "head_mask", "register"]
 
@@ -266,8 +266,6 @@ def _full_removal(volume: Volume, grid: Grid, normal: np.ndarray, offset: float,
                   ears: np.ndarray) -> np.ndarray:
     """The removal mask over the volume's own voxels: in front of the plane and outside the kept region, plus
     the ears (both looked up on the work grid, nearest voxel)."""
-    from scipy import ndimage
-
     n = volume.data.shape
     a = volume.affine
     # normal . p for every voxel, linear in its index (float32, broadcast over slices, rows, columns)
@@ -283,7 +281,6 @@ def _full_removal(volume: Volume, grid: Grid, normal: np.ndarray, offset: float,
     matrix = to_grid @ a
     # 0 removed in front of the plane, 1 kept, 2 removed wherever it is (the ears)
     code = keep_grid.astype(np.uint8) + 2 * (ears & ~keep_grid).astype(np.uint8)
-    looked = ndimage.affine_transform(code, matrix[:3, :3], offset=matrix[:3, 3], output_shape=n, order=0,
-                                      mode="nearest", prefilter=False)
+    looked = sample(code, matrix[:3, :3], matrix[:3, 3], n, 0, None)
     removed: np.ndarray = (front & (looked == 0)) | (looked == 2)
     return removed

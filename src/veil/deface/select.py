@@ -1,17 +1,18 @@
-"""Which files belong to a series the recipe defaces: a header-only look at each file (pydicom, the header
-only) during the per-file pass. A file that may be part of a head volume is set aside for its series' step; every
-other file goes on along the native path."""
+"""Which files belong to a series the recipe defaces: a header-only look at each file (the core's ``peek``,
+a walk of the top level that stops before the pixels) during the per-file pass. A file that may be part of a
+head volume is set aside for its series' step; every other file goes on along the native path."""
 
 from __future__ import annotations
 
+import mmap
+import os
 from typing import NamedTuple
 
 from veil.recipes.deface import DefacePolicy
 
 __all__ = ["Candidate", "candidate"]
 
-_TAGS = ["Modality", "BodyPartExamined", "StudyInstanceUID", "SeriesInstanceUID", "Rows", "ImageType",
-         "SamplesPerPixel"]
+_READ_WHOLE = 1 << 20  # files up to this size are read; larger ones mapped (peek reads only their header)
 
 
 class Candidate(NamedTuple):
@@ -22,25 +23,36 @@ class Candidate(NamedTuple):
     why: str
 
 
-def candidate(path: str, policy: DefacePolicy) -> Candidate | None:
-    """Whether the file at ``path`` is an image of a CT or MR series the policy may deface. A file pydicom
-    cannot read is not one (the per-file pass quarantines it)."""
-    import pydicom
+def _peek(path: str) -> dict[str, object]:
+    from veil.core._core import peek
 
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_TAGS, force=True)
-        modality = str(ds.get("Modality", "") or "").strip().upper()
-        if modality not in policy.modalities or not ds.get("Rows"):
-            return None
-        if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
-            return None
-        image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-        if "LOCALIZER" in image_type:
-            return None  # a projection, not a slice of the volume
-        part = str(ds.get("BodyPartExamined", "") or "").strip().upper()
-        series = f"{ds.get('StudyInstanceUID', '')}\\{ds.get('SeriesInstanceUID', '')}"
+        size = os.fstat(fd).st_size
+        if size <= _READ_WHOLE:
+            return peek(os.read(fd, size), path)
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            return peek(mm, path)
+    finally:
+        os.close(fd)
+
+
+def candidate(path: str, policy: DefacePolicy) -> Candidate | None:
+    """Whether the file at ``path`` is an image of a CT or MR series the policy may deface. A file the core
+    cannot read is not one (the per-file pass quarantines it)."""
+    try:
+        found = _peek(path)
     except Exception:
         return None
+    modality = str(found["modality"] or "").upper()
+    if modality not in policy.modalities or not found["rows"]:
+        return None
+    if found["samples_per_pixel"] not in (None, 1):
+        return None
+    if "LOCALIZER" in (v.strip() for v in str(found["image_type"] or "").upper().split("\\")):
+        return None  # a projection, not a slice of the volume
+    part = str(found["body_part_examined"] or "").upper()
+    series = f"{found['study_instance_uid'] or ''}\\{found['series_instance_uid'] or ''}"
     if part:
         return Candidate(series, "body part") if part in policy.body_parts else None
     return Candidate(series, "check") if policy.unknown_body_part == "check" else None

@@ -13,13 +13,40 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from veil.core.plan import Inserted
 from veil.deface.grid import Volume
 from veil.deface.method import DefaceError
 
-__all__ = ["CLEAN_VISUAL_FEATURES_CODE", "Assembled", "NotAVolume", "assemble", "background", "write_back"]
+__all__ = ["CLEAN_VISUAL_FEATURES_CODE", "Assembled", "NotAVolume", "assemble", "background", "marking",
+           "native_frames", "splice", "write_back"]
 
 CLEAN_VISUAL_FEATURES_CODE = ("113102", "DCM", "Clean Recognizable Visual Features Option")
 _NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99"}
+_LITTLE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}  # pixels as stored in the file, little endian
+_CODES = 0x00120064  # DeidentificationMethodCodeSequence
+_FEATURES = 0x00280302  # RecognizableVisualFeatures
+
+
+def marking(insert: tuple[Inserted, ...]) -> tuple[Inserted, ...]:
+    """A Plan's marking elements (:func:`veil.recipes.marking`) with those of a defaced series, as :func:`mark`
+    gives a data set: RecognizableVisualFeatures NO and code 113102 after the profile's codes in
+    DeidentificationMethodCodeSequence. The core writes them while it rewrites the header."""
+    value, scheme, meaning = CLEAN_VISUAL_FEATURES_CODE
+    item = ((0x00080100, "SH", value), (0x00080102, "SH", scheme), (0x00080104, "LO", meaning))
+    out: list[Inserted] = []
+    coded = False
+    for tag, vr, content in insert:
+        if tag == _FEATURES:
+            continue
+        if tag == _CODES and not isinstance(content, str):
+            coded = True
+            if not any(dict((t, v) for t, _, v in it).get(0x00080100) == value for it in content):
+                content = (*content, item)
+        out.append((tag, vr, content))
+    if not coded:
+        out.append((_CODES, "SQ", (item,)))
+    out.append((_FEATURES, "CS", "NO"))
+    return tuple(sorted(out, key=lambda e: e[0]))
 
 
 class NotAVolume(ValueError):
@@ -82,13 +109,14 @@ def _slices(datasets: Sequence[Dataset]) -> list[tuple[np.ndarray, np.ndarray, n
     return out
 
 
-def assemble(datasets: Sequence[Dataset], modality: str, min_slices: int = 20) -> Assembled:
+def assemble(datasets: Sequence[Dataset], modality: str, min_slices: int = 20,
+             frames: Sequence[np.ndarray] | None = None) -> Assembled:
     """The series as one volume, slices sorted along the normal of their orientation, pixels decoded.
 
     Raises :class:`NotAVolume` for files that are no volume (fewer than ``min_slices`` images or under 50 mm
     of extent, no geometry: left as they are) and :class:`DefaceError` for a volume that cannot be trusted
     (orientations or sizes that differ, slices at the same place, uneven spacing: a head series then goes to
-    quarantine)."""
+    quarantine). ``frames``: each data set's pixels already read (:func:`native_frames`), else decoded here."""
     slices = _slices(datasets)
     if len(slices) < min_slices:
         raise NotAVolume(f"{len(slices)} images, fewer than {min_slices}")
@@ -130,7 +158,8 @@ def assemble(datasets: Sequence[Dataset], modality: str, min_slices: int = 20) -
     syntaxes = [UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) for ds in datasets]
     compressed = [str(syntax) not in _NATIVE for syntax in syntaxes]
     lossy = [str(syntax) if was_lossy(ds, syntax) else "" for ds, syntax in zip(datasets, syntaxes, strict=True)]
-    arrays = [_pixels(ds, was) for ds, was in zip(datasets, compressed, strict=True)]
+    arrays = list(frames) if frames is not None else [_pixels(ds, was) for ds, was in zip(datasets, compressed,
+                                                                                              strict=True)]
     placement = [(slices[k][3], slices[k][4]) for k in order]
     data = np.stack([arrays[i][f] for i, f in placement])
     first = datasets[0]
@@ -212,3 +241,56 @@ def mark(ds: Dataset) -> None:
 
     ds.RecognizableVisualFeatures = "NO"
     add_method_code(ds, CLEAN_VISUAL_FEATURES_CODE)
+
+
+def native_frames(datasets: Sequence[Dataset], outputs: Sequence[bytes],
+                  pixels_at: Sequence[tuple[int, int] | None]) -> list[np.ndarray] | None:
+    """Each output's image read in place from its bytes (1, rows, columns), as the values its stored bits
+    mean, where every file of the series is one uncompressed little-endian greyscale image whose Pixel Data
+    lies at ``pixels_at`` (:meth:`veil.pipeline.Deidentifier.rewritten`); else None (the data sets' own
+    decoding then, :func:`assemble`)."""
+    out = []
+    for ds, data, at in zip(datasets, outputs, pixels_at, strict=True):
+        if at is None or str(ds.file_meta.get("TransferSyntaxUID", "")) not in _LITTLE:
+            return None
+        if "PerFrameFunctionalGroupsSequence" in ds or int(ds.get("NumberOfFrames", 1) or 1) != 1:
+            return None
+        try:
+            rows, columns = int(ds.Rows), int(ds.Columns)
+            allocated, stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
+            signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+            samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if samples != 1 or allocated not in (8, 16, 32) or not 0 < stored <= allocated:
+            return None
+        dtype = np.dtype(f"<{'i' if signed else 'u'}{allocated // 8}")
+        if at[1] - at[0] < rows * columns * dtype.itemsize:
+            return None
+        raw = np.frombuffer(data, dtype, rows * columns, at[0]).reshape(1, rows, columns)
+        if stored < allocated:  # the stored bits only, as a decoder reads them
+            shift = allocated - stored
+            raw = (raw << shift) >> shift if signed else raw & ((1 << stored) - 1)
+        out.append(raw)
+    return out
+
+
+def splice(outputs: Sequence[bytes], pixels_at: Sequence[tuple[int, int] | None], assembled: Assembled,
+           values: np.ndarray) -> list[bytes]:
+    """The outputs with the defaced voxels written over their Pixel Data values in place (those of
+    :func:`native_frames`; every voxel the method did not change keeps its stored bytes). Their headers are
+    already marked: the core wrote :func:`marking`'s elements."""
+    written = list(outputs)
+    data = assembled.volume.data
+    for k, (i, _) in enumerate(assembled.placement):
+        at = pixels_at[i]
+        assert at is not None
+        start = at[0]
+        size = values[k].size * values[k].itemsize
+        changed = values[k] != data[k]
+        if not changed.any():
+            continue
+        stored = np.frombuffer(outputs[i], values.dtype.newbyteorder("<"), values[k].size, start)
+        new = np.where(changed.ravel(), values[k].ravel(), stored)
+        written[i] = b"".join((outputs[i][:start], new.astype(stored.dtype).tobytes(), outputs[i][start + size:]))
+    return written

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from veil._version import __version__
 from veil.deface.method import METHOD_VERSION, DefaceError, DefaceOptions, deface
-from veil.deface.series import NotAVolume, assemble, background, write_back
+from veil.deface.series import NotAVolume, assemble, background, native_frames, splice, write_back
 from veil.recipes.deface import DefacePolicy
 
 __all__ = ["SeriesOutcome", "deface_outputs"]
@@ -45,9 +46,15 @@ def _thumbnail(image: np.ndarray) -> np.ndarray:
     return np.asarray(picture, dtype=np.uint8)
 
 
-def deface_outputs(outputs: list[bytes], policy: DefacePolicy, why: str) -> SeriesOutcome:
+def deface_outputs(outputs: list[bytes], policy: DefacePolicy, why: str,
+                   pixels_at: Sequence[tuple[int, int] | None] | None = None) -> SeriesOutcome:
     """Defaces the series whose de-identified files are ``outputs`` (in any order), selected ``why``
-    (``body part`` or ``check``, see :mod:`veil.deface.select`)."""
+    (``body part`` or ``check``, see :mod:`veil.deface.select`).
+
+    With ``pixels_at`` (where each output's Pixel Data value lies, see
+    :meth:`veil.pipeline.Deidentifier.rewritten`), outputs already marked by the core (their Plan's insert
+    made with :func:`veil.deface.series.marking`) whose pixels are uncompressed get the defaced voxels written
+    over them in place; others are decoded, marked and re-encoded with pydicom."""
     import pydicom
 
     started = time.perf_counter()
@@ -62,13 +69,18 @@ def deface_outputs(outputs: list[bytes], policy: DefacePolicy, why: str) -> Seri
         # No body part and no head found in it: not a head series, written as the rest of the recipe says.
         return SeriesOutcome("untouched", reason, outputs, {**record, "status": "untouched", "reason": reason})
 
+    frames = None
     try:
-        datasets = [pydicom.dcmread(io.BytesIO(data), force=True) for data in outputs]
+        datasets = [pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True) for data in outputs]
+        if pixels_at is not None:
+            frames = native_frames(datasets, outputs, pixels_at)
+        if frames is None:  # decoded by pydicom: the whole files
+            datasets = [pydicom.dcmread(io.BytesIO(data), force=True) for data in outputs]
     except Exception as exc:
         return refuse(f"an output cannot be read back: {type(exc).__name__}")
     modality = str(datasets[0].get("Modality", "")).strip().upper()
     try:
-        assembled = assemble(datasets, modality, policy.min_slices)
+        assembled = assemble(datasets, modality, policy.min_slices, frames)
     except NotAVolume as exc:
         return SeriesOutcome("untouched", str(exc), outputs, {**record, "status": "untouched", "reason": str(exc)})
     except DefaceError as exc:
@@ -89,12 +101,16 @@ def deface_outputs(outputs: list[bytes], policy: DefacePolicy, why: str) -> Seri
     after = _thumbnail(frontal_render(volume, values))
     before = _thumbnail(frontal_render(volume))
     try:
-        write_back(datasets, assembled, values, policy.output)
-        written = []
-        for ds in datasets:
-            out = io.BytesIO()
-            ds.save_as(out, enforce_file_format=True)
-            written.append(out.getvalue())
+        if frames is not None:
+            assert pixels_at is not None
+            written = splice(outputs, pixels_at, assembled, values)
+        else:
+            write_back(datasets, assembled, values, policy.output)
+            written = []
+            for ds in datasets:
+                out = io.BytesIO()
+                ds.save_as(out, enforce_file_format=True)
+                written.append(out.getvalue())
     except DefaceError as exc:
         return refuse(str(exc))
     except Exception as exc:

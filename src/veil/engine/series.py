@@ -103,6 +103,7 @@ def series_outcomes(
     written beside the audit. An entry the per-file step refuses is quarantined on its own; if that leaves a
     head series incomplete, the step refuses the rest too (a gap in the volume)."""
     from veil.core._core import peek
+    from veil.deface.series import marking
     from veil.deface.step import deface_outputs
 
     started = time.perf_counter_ns()
@@ -113,6 +114,10 @@ def series_outcomes(
     outputs: list[bytes] = []
     counts: list[tuple[int, ...]] = []
     redactions: list[Any] = []
+    places: list[tuple[int, int] | None] = []
+    # Rewritten as defaced outputs are marked (RecognizableVisualFeatures NO, code 113102): the core writes the
+    # marks, the step writes the defaced voxels over the pixels in place.
+    marker = worker.marked(marking(worker.plan.insert))
     for i, entry in enumerate(batch):
         if entry.error:
             continue
@@ -121,7 +126,7 @@ def series_outcomes(
                 data = fh.read()
             if not data:
                 raise MalformedDicom(entry.path, 0, "empty file")
-            out, row, redaction = worker.rewritten(data, entry.path)
+            out, row, redaction, at = marker.rewritten(data, entry.path)
         except (VeilError, OSError) as exc:
             outcomes[i] = refused(entry.path, exc, started)
             continue
@@ -130,7 +135,13 @@ def series_outcomes(
         outputs.append(out)
         counts.append(row)
         redactions.append(redaction)
-    result = deface_outputs(outputs, policy, batch.why) if outputs else None
+        places.append(at)
+    result = deface_outputs(outputs, policy, batch.why, places) if outputs else None
+    if result is not None and result.status == "untouched" and marker is not worker:
+        # Not defaced: written unmarked, as any other file (the same rewrite without the defacing marks).
+        plain = [worker.rewritten(data, batch[i].path) for i, data in zip(kept, datas, strict=True)]
+        result.outputs = [p.data for p in plain]
+        counts = [p.counts_row for p in plain]
     record: dict[str, Any] = {"series_digest": batch.key, "files": len(batch)}
     if result is not None:
         record.update(result.record)
