@@ -174,3 +174,40 @@ def test_verify_passes_and_catches_a_false_claim(archive: Path, run: Path, tmp_p
     false = [f for f in report.findings if f.keyword == "RecognizableVisualFeatures"]
     assert len(false) == 1 and "none of the" in false[0].detail
     assert not report.passed
+
+
+def test_change_records_cover_series_tasks(archive: Path, tmp_path: Path) -> None:
+    """``--change-records``: the files of series tasks get theirs as every other written file; a defaced one's
+    shows the defacing marks the core inserted, a series left as it is has none."""
+    from veil.audit.changes import read_changes
+
+    src = tmp_path / "src"
+    for name in ("head_mr", "head_short"):
+        shutil.copytree(archive / "src" / name, src / name)
+    dst = tmp_path / "dst"
+    summary = deidentify(src, dst, recipe=archive / "recipe.yml", key=Key(b"k" * 32), workers=1,
+                         change_records=True)
+    audit = read_audit(dst).to_pylist()
+    recorded = {(c.shard, c.row): c for recs in read_changes(dst).values() for c in recs}
+    rows_in_shard: dict[int, int] = {}
+    codes: dict[str, set[str]] = {"head_mr": set(), "head_short": set()}
+    written = 0
+    for row in audit:
+        shard = int(row["shard"])
+        index = rows_in_shard.get(shard, 0)
+        rows_in_shard[shard] = index + 1
+        if row["status"] != "written":
+            continue
+        written += 1
+        elements = {e.keyword: e for e in recorded[(shard, index)].elements}
+        assert "ERROR" not in {e.action for e in elements.values()}
+        marked = elements.get("RecognizableVisualFeatures")
+        if "head_mr" in str(row["output_path"]):
+            assert marked is not None and marked.present_after and marked.after == "NO"
+        else:
+            assert marked is None or marked.after != "NO"
+        codes[str(row["output_path"]).split("/")[-2]].add(elements["DeidentificationMethodCodeSequence"].after)
+    assert written == summary.totals.written == len(recorded)
+    # One code more on the defaced series (113102), shown as the sequence's item count.
+    (defaced,), (plain,) = codes["head_mr"], codes["head_short"]
+    assert int(defaced.strip("<> items")) == int(plain.strip("<> items")) + 1

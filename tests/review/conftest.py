@@ -22,3 +22,12 @@ def fresh_run(tmp_path: Path) -> ReviewRun:
     """A run of its own, for a test that decides, proposes or reruns."""
     return make_run(tmp_path)
 
+
+
+@pytest.fixture(scope="session")
+def deface_run(tmp_path_factory: pytest.TempPathFactory) -> ReviewRun:
+    """A run whose head MR series was defaced (read-only tests)."""
+    pytest.importorskip("scipy")
+    from review_run import make_deface_run
+
+    return make_deface_run(tmp_path_factory.mktemp("deface-run"))

@@ -257,3 +257,34 @@ def _inspect_rows(run: ReviewRun, uid: str) -> list[Any]:
     compiled = compile_recipe(run.recipe_path)
     rows = inspect_file(source, compiled, KeyedFunctions(key, **compiled.key_parameters)).rows
     return [type(r)(*(v.strip() if isinstance(v, str) else v for v in r.__dict__.values())) for r in rows]
+
+
+def test_defaced_series_shows_its_renderings(browser: Any, deface_run: ReviewRun) -> None:
+    """A defaced head series: the instance page shows the frontal renderings from the audit, after for anyone
+    who may review, before (sealed) only where the key opens it."""
+    server = Server(deface_run, "alice")
+    try:
+        watched = sign_in(browser, server)
+        page = watched.go(server.origin + "/redactions")
+        page.locator("a.open").first.click()
+        page.wait_for_load_state("networkidle")
+        watched.check()
+        assert page.locator("#deface h2").inner_text() == "Defaced series"
+        assert page.locator("#deface-fraction").inner_text().endswith("%")
+        for image in ("#rendering-after", "#rendering-before"):
+            width = page.locator(image).evaluate("img => img.complete ? img.naturalWidth : 0")
+            assert width > 0, f"{image} did not load"
+        watched.close()
+    finally:
+        server.stop()
+    plain = Server(deface_run, "rita", key=False)
+    try:
+        watched = sign_in(browser, plain)
+        page = watched.go(plain.origin + "/redactions")
+        page.locator("a.open").first.click()
+        page.wait_for_load_state("networkidle")
+        assert page.locator("#rendering-after").evaluate("img => img.naturalWidth") > 0
+        assert page.locator("#rendering-before").count() == 0, "no before-rendering without the key"
+        watched.close()
+    finally:
+        plain.stop()

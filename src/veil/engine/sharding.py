@@ -215,7 +215,8 @@ def process_shard(
     deferred: list[tuple[int, str, str]] = []
     series: list[FileOutcome | None] | None = None
     if isinstance(entries, SeriesBatch):
-        series = series_outcomes(ctx, shard, worker, entries, _series_destination(prefix, by_study), want_reid)
+        series = series_outcomes(ctx, shard, worker, entries, _series_destination(prefix, by_study), want_reid,
+                                 changes)
     elif deface is not None:
         from veil.deface.select import candidate
     for index, entry in enumerate(entries):

@@ -319,15 +319,16 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
         state, record = decisions.states({inst.sop_instance_uid: data.shown(inst)})[inst.sop_instance_uid]
         before = data.can_show_before and session.can(Action.REVIEW_VIEW_BEFORE)
         previous, following = _neighbours(request, inst.sop_instance_uid)
+        defaced = data.deface_record(inst.series_instance_uid)
         api = {"uid": inst.sop_instance_uid, "series": inst.series_instance_uid, "modality": inst.modality,
                "source": inst.source, "boxes": inst.boxes, "state": state, "by": _by(record),
                "signature": data.signature(inst), "before_available": before, "shown": data.shown(inst), **info,
-               "previous": previous, "next": following}
+               "previous": previous, "next": following, "deface": defaced}
         query = urlencode([(k, v) for k, v in request.query_params.items()
                            if k in ("only", "modality", "source", "signature", "state")])
         return reply(request, "instance.html", {"inst": inst, "info": info, "state": state, "record": record,
                                                 "before": before, "api": api, "previous": previous,
-                                                "next": following, "query": query,
+                                                "next": following, "query": query, "deface": defaced,
                                                 "reasons": config.reject_reasons}, api)
 
     async def after_png(request: Request) -> Response:
@@ -348,6 +349,21 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
         if png is None:
             return PlainTextResponse("no before-image: give --src and the key that opens this run's originals",
                                      status_code=404)
+        return Response(png, media_type="image/png")
+
+    async def rendering(request: Request) -> Response:
+        which = request.query_params.get("which", "after")
+        if which == "before":
+            _need(request, Action.REVIEW_VIEW_BEFORE, resource="series before-rendering")
+        else:
+            _need(request, Action.REVIEW_VIEW_AFTER, resource="series rendering")
+        try:
+            png = data.rendering_png(request.path_params["uid"], which)
+        except (KeyError, VeilError) as exc:
+            return PlainTextResponse(_message(exc), status_code=404)
+        if png is None:
+            return PlainTextResponse("no rendering: the series was not defaced, or its before-rendering is sealed "
+                                     "to a key not given", status_code=404)
         return Response(png, media_type="image/png")
 
     async def projection(request: Request) -> Response:
@@ -547,6 +563,7 @@ def create_app(data: ReviewData, guard: Guard, config: ReviewConfig | None = Non
         Route("/instance/{uid:str}/after.png", after_png, methods=["GET"]),
         Route("/instance/{uid:str}/before.png", before_png, methods=["GET"]),
         Route("/series/{uid:str}/projection.png", projection, methods=["GET"]),
+        Route("/series/{uid:str}/rendering.png", rendering, methods=["GET"]),
         Route("/log.csv", log_csv, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

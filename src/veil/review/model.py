@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from veil.audit import read_manifest
 from veil.audit.changes import read_changes
-from veil.audit.layout import quarantine_dir
+from veil.audit.layout import deface_dir, quarantine_dir
 from veil.audit.pixelstore import PixelRecord, read_pixel_records
 from veil.audit.read import complete_parts, iter_instances
 from veil.audit.schema import input_digest
@@ -49,8 +49,11 @@ _KEPT_ACTIONS = frozenset({"KEEP", "CLEAN", "CALL"})
 
 
 def source_kind(source: str) -> str:
-    """The colour class of a redaction source: rule, ocr (text detection), ultrasound, series, all, reviewer."""
+    """The colour class of a redaction source: deface, rule, ocr (text detection), ultrasound, series, all,
+    reviewer."""
     text = source.lower()
+    if "deface" in text:
+        return "deface"
     if "ultrasound" in text:
         return "ultrasound"
     if "detector" in text:
@@ -94,6 +97,11 @@ class Instance:
         kind = source_kind(self.record.source)
         return [{"frame": f, "x": x, "y": y, "width": w, "height": h, "source": kind}
                 for f, x, y, w, h in self.record.boxes]
+
+    @property
+    def defaced(self) -> bool:
+        """Whether this instance carries its series' defacing record: the frontal renderings after and before."""
+        return self.record is not None and "deface" in self.record.source.lower()
 
 
 @dataclass(frozen=True)
@@ -371,6 +379,38 @@ class ReviewData:
         if not members:
             raise KeyError(f"no series {series_uid!r} in this run")
         return frames.projection_png([self.output_dataset(i) for i in members], kind)
+
+    def defaced_instance(self, series_uid: str) -> Instance | None:
+        """The instance of a defaced series that carries its renderings (the series' first), or None."""
+        return next((i for i in self.series(series_uid) if i.defaced), None)
+
+    def deface_record(self, series_uid: str) -> dict[str, Any] | None:
+        """The series record of a defaced series (``deface/series-NNNNNN.json``: plane, fraction removed,
+        method and version; no value from the files), or None when the series was not defaced."""
+        inst = self.defaced_instance(series_uid)
+        if inst is None:
+            return None
+        path = deface_dir(self.dst) / f"series-{inst.shard:06d}.json"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                record = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"{path}: the defacing record cannot be read ({type(exc).__name__})") from exc
+        return dict(record) if isinstance(record, dict) else None
+
+    def rendering_png(self, series_uid: str, which: str = "after") -> bytes | None:
+        """The frontal surface rendering of a defaced series from the audit: ``after`` (kept in clear, the face
+        removed) or ``before`` (sealed: only with the key it was sealed to); None when there is none to show."""
+        inst = self.defaced_instance(series_uid)
+        if inst is None or inst.record is None:
+            return None
+        if which == "after":
+            image = inst.record.thumbnail
+        elif which == "before":
+            image = self.before_thumbnail(inst)
+        else:
+            raise VeilError(f"rendering {which!r}: 'after' or 'before'")
+        return frames.png_bytes(image) if image is not None else None
 
     # --- header -------------------------------------------------------------------------------------------
 
