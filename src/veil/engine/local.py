@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 POOL_RETRIES = 3  # a shard whose worker process died is run again this many times before the run stops
+_STOP_ROUNDS = 3  # SIGTERMs a stopping pool's workers get before SIGKILL ...
+_STOP_WAIT = 1.0  # ... each followed by this long a wait for them to exit (seconds)
 
 
 def _pool_context() -> BaseContext:
@@ -44,10 +47,20 @@ def _pool_context() -> BaseContext:
     return context
 
 
+class WorkerStopped(SystemExit):
+    """Raised in a pool worker by SIGTERM (:meth:`LocalPoolExecutor.stop`): the write in progress removes its
+    partial output on the way out, as on any error, so a stopped run leaves only whole outputs."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise WorkerStopped(128 + signum)
+
+
 def _start_worker(initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
     """Runs once in each pool process: it ends with the driver (a driver killed with SIGKILL leaves no worker
-    writing into DST while ``--resume`` runs), then the executor's own initializer."""
+    writing into DST while ``--resume`` runs), stops cleanly on SIGTERM, then the executor's own initializer."""
     die_with_parent()
+    signal.signal(signal.SIGTERM, _stopped)
     if initializer is not None:
         initializer(*initargs)
 
@@ -156,13 +169,23 @@ class LocalPoolExecutor(Executor[R], Generic[R]):
             self._finish()
 
     def stop(self) -> None:
-        """Cancels what has not started and kills the pool's worker processes (a task cut short leaves at most
-        a temporary file, which its rerun replaces)."""
+        """Cancels what has not started and stops the pool's worker processes: SIGTERM first, a few times (each
+        cuts short the task a worker is in, whose write in progress removes its partial output; a worker waiting
+        for work exits), then SIGKILL for any still alive (a task cut short by that leaves at most a partial
+        output, which its rerun replaces)."""
         pool, self._pool = self._pool, None
         try:
             if pool is not None:
                 processes = list((getattr(pool, "_processes", None) or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)
+                for _ in range(_STOP_ROUNDS):
+                    alive = [process for process in processes if process.is_alive()]
+                    if not alive:
+                        break
+                    for process in alive:
+                        process.terminate()
+                    for process in alive:
+                        process.join(timeout=_STOP_WAIT)
                 for process in processes:
                     if process.is_alive():
                         process.kill()
