@@ -170,6 +170,7 @@ class Deidentifier:
         self.functions = functions
         self.pixel_policy = pixel_policy  # burned-in text rules, or None
         self.pseudonyms = pseudonyms
+        self._variants: dict[tuple[Inserted, ...], Deidentifier] = {}  # marked(): other marking elements
         self._rewriter = Rewriter(
             plan,
             functions.uid if functions is not None else None,
@@ -299,10 +300,9 @@ class Deidentifier:
         way of writing. Made once per ``insert`` and kept."""
         if insert == self.plan.insert:
             return self
-        variants: dict[tuple[Inserted, ...], Deidentifier] = self.__dict__.setdefault("_variants", {})
-        variant = variants.get(insert)
+        variant = self._variants.get(insert)
         if variant is None:
-            variant = variants[insert] = Deidentifier(dataclasses.replace(self.plan, insert=insert), self.functions,
+            variant = self._variants[insert] = Deidentifier(dataclasses.replace(self.plan, insert=insert), self.functions,
                                                       self.pixel_policy, self.pseudonyms, self.direct)
         return variant
 

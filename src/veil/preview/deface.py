@@ -66,19 +66,6 @@ class DefacePreview:
                 "series": [s.to_dict() for s in self.series]}
 
 
-def _files(folder: Path) -> list[Path]:
-    """Every file under ``folder``, by relative path (hidden names left out)."""
-    found: list[Path] = []
-    for root, dirs, names in os.walk(folder, onerror=_raise):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in names if not n.startswith("."))
-    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
-
-
-def _raise(exc: OSError) -> None:
-    raise VeilError(f"{exc.filename}: cannot list: {exc.strerror}")
-
-
 def preview_defacing(
     folder: str | os.PathLike[str],
     recipe: CompiledRecipe | Recipe | str | os.PathLike[str],
@@ -87,6 +74,7 @@ def preview_defacing(
     """What ``recipe``'s ``deface:`` section would do to the series under ``folder`` (see the module
     docstring); ``functions`` None means a throwaway key when the recipe needs one."""
     from veil.deface.select import candidate
+    from veil.engine.listing import Entry, list_inputs
     from veil.engine.series import deface_series
     from veil.pipeline import Deidentifier
     from veil.preview.inspect import _compiled, _preview_counter, throwaway_functions
@@ -104,30 +92,30 @@ def preview_defacing(
         functions = throwaway_functions(compiled)
         throwaway = True
     worker = Deidentifier(compiled.plan, functions, compiled.recipe.pixels, pseudonyms=_preview_counter(compiled))
-    files = _files(root)
-    groups: dict[str, list[Path]] = {}
+    files = list(list_inputs(os.fspath(root)))  # as the run lists them: same order, same refusals
+    groups: dict[str, list[Entry]] = {}
     why: dict[str, str] = {}
-    for path in files:
-        found = candidate(os.fspath(path), policy)
+    for entry in files:
+        found = None if entry.error else candidate(entry.path, policy)
         if found is None:
             continue
-        groups.setdefault(found.series, []).append(path)
+        groups.setdefault(found.series, []).append(entry)
         if why.get(found.series) != "body part":
             why[found.series] = found.why
     series: list[SeriesPreview] = []
-    for key, paths in groups.items():
+    for key, entries in groups.items():
         items: list[tuple[str, bytes]] = []
         unread = 0
-        for path in paths:
+        for entry in entries:
             try:
-                items.append((os.fspath(path), path.read_bytes()))
+                items.append((entry.path, Path(entry.path).read_bytes()))
             except OSError:
                 unread += 1
         done = deface_series(worker, policy, why[key], items)
         result = done.result
         record = {k: result.record[k] for k in _SHOWN if result is not None and k in result.record}
         series.append(SeriesPreview(
-            first_file=paths[0].relative_to(root).as_posix(), files=len(paths), selected_by=why[key],
+            first_file=entries[0].rel, files=len(entries), selected_by=why[key],
             status=result.status if result is not None else "quarantined",
             reason=result.reason if result is not None else "no file of the series could be de-identified",
             record=record, refused=unread + len(done.errors),
