@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pixels imports pydicom: loaded only when a recipe has a pix
     from veil.recipes import PixelPolicy
 
 __all__ = [
-    "Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter", "Rewritten", "refused", "reid_pairs", "write_output",
+    "Deidentifier", "FileOutcome", "CounterLookup", "PreviewCounter", "Rewritten", "refused", "refusal_reason",
+    "reid_pairs", "write_output",
 ]
 
 
@@ -188,6 +189,12 @@ class Deidentifier:
         sizes. Only for a Deidentifier whose ``native`` is true; raises what :meth:`process` turns into a
         quarantine outcome."""
         return self._rewriter.rewrite_file(src, dst, SMALL_FILE)
+
+    def native_files(self, srcs: list[str], dsts: list[str]) -> tuple[Any, ...]:
+        """Many files end to end in one call into the core (:meth:`native_file` each, small ones read, rewritten
+        and written in phases), their outcomes as columns: ``Rewriter.rewrite_files``'s. Only for a Deidentifier
+        whose ``native`` is true; a full disk raises, any other refusal is in the last column."""
+        return self._rewriter.rewrite_files(srcs, dsts, SMALL_FILE, self.direct)
 
     def pseudonym_values(self, paths: Iterable[str]) -> list[bytes]:
         """Every value the pseudonym function will be asked for when ``paths`` are rewritten (padding stripped,
@@ -429,14 +436,17 @@ def write_output(dst: str, data: bytes, direct: bool = False) -> int:
 def refused(src: str, exc: VeilError | OSError, started: int) -> FileOutcome:
     """The quarantine outcome of a file that could not be de-identified; a full disk is re-raised (it stops
     the run; the partial output was already removed)."""
+    return FileOutcome(src, None, "quarantined", reason=refusal_reason(exc),
+                       microseconds=(time.perf_counter_ns() - started) // 1000)
+
+
+def refusal_reason(exc: VeilError | OSError) -> str:
+    """The audit's reason for a refused file (no value from the file in it); a full disk is re-raised."""
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise exc
-        reason = f"{type(exc).__name__}: {exc.strerror}"
-    else:
-        reason = exc.reason if isinstance(exc, MalformedDicom) else str(exc)
-    return FileOutcome(src, None, "quarantined", reason=reason,
-                       microseconds=(time.perf_counter_ns() - started) // 1000)
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return exc.reason if isinstance(exc, MalformedDicom) else str(exc)
 
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)

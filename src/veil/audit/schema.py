@@ -14,6 +14,7 @@ import os
 import re
 import time as _time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -34,6 +35,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "AUDIT_SCHEMA",
     "STATUSES",
+    "AuditColumns",
     "AuditRow",
     "RowContext",
     "count_column",
@@ -162,6 +164,65 @@ AUDIT_SCHEMA: pa.Schema = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class AuditColumns:
+    """A shard's rows as columns, for the native batch path: one list per :class:`AuditRow` field but ``counts``
+    (``matrix``, rows x actions int32) and the fields every row of the shard shares (from its
+    :class:`RowContext`). No row object is made per file; :meth:`check` validates the columns as
+    :class:`AuditRow` validates a row, and the table written is the same (:func:`veil.audit.write_shard`)."""
+
+    context: RowContext
+    input_digest: list[str]
+    input_bytes: list[int]
+    output_bytes: list[int]
+    output_path: list[str]
+    sop_class_uid: list[str]
+    modality: list[str]
+    study_instance_uid: list[str]
+    series_instance_uid: list[str]
+    sop_instance_uid: list[str]
+    matrix: np.ndarray
+    pixel_redaction: list[bool]
+    status: list[str]
+    reason: list[str]
+    microseconds: list[int]
+    time: list[int]
+
+    def __len__(self) -> int:  # the rows
+        return len(self.input_digest)
+
+    def column(self, name: str) -> list[Any]:
+        """The values of one :class:`AuditRow` field (``counts`` aside), those the shard shares repeated."""
+        if name in _SHARED:
+            return [self.context[_SHARED[name]]] * len(self)
+        values: list[Any] = getattr(self, name)
+        return values
+
+    def check(self) -> None:
+        """Raises ValueError where a row would not be a valid :class:`AuditRow` (fail closed)."""
+        n = len(self)
+        for name in _COLUMN_FIELDS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"audit column {name} has {len(getattr(self, name))} values for {n} rows")
+        if self.matrix.shape != (n, len(ACTION_NAMES)):
+            raise ValueError(f"counts matrix of shape {self.matrix.shape} for {n} rows")
+        if self.context.shard < 0:
+            raise ValueError(f"shard must be >= 0, not {self.context.shard}")
+        if not set(self.status) <= set(STATUSES):
+            raise ValueError(f"a status is not one of {STATUSES}")
+        if n and not _DIGESTS.fullmatch("\n".join(self.input_digest) + "\n"):
+            raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
+        if n and min(self.time) < 0:
+            raise ValueError("time must be microseconds since the epoch")
+        for out in self.output_path:
+            if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
+                PurePosixPath(out).is_absolute()
+                or PureWindowsPath(out).is_absolute()
+                or ".." in PurePosixPath(out.replace("\\", "/")).parts
+            ):
+                raise ValueError("output_path must be relative to DST and stay inside it")
+
+
 class RowContext(NamedTuple):
     """What every row of one shard shares: the run, the shard, the key and recipe, and DST with a trailing
     separator (output paths are recorded relative to it)."""
@@ -174,6 +235,13 @@ class RowContext(NamedTuple):
     recipe_hash: str
     veil_version: str
     dst_prefix: str
+
+
+# The AuditRow fields every row of a shard shares: their index in RowContext.
+_SHARED = {"run_id": 0, "shard": 1, "key_id": 2, "recipe_name": 3, "recipe_version": 4, "recipe_hash": 5,
+           "veil_version": 6}
+_COLUMN_FIELDS = tuple(name for name in _AuditRowFields._fields if name not in _SHARED and name != "counts")
+_DIGESTS = re.compile(r"(?:[0-9a-f]{32,128}\n)*")
 
 
 def row_from_outcome(outcome: FileOutcome, context: RowContext, digest: str, listed_bytes: int = 0) -> AuditRow:

@@ -28,6 +28,7 @@ from veil.audit.schema import (
     AUDIT_SCHEMA,
     AUDIT_SCHEMA_VERSION,
     SCALAR_TYPES,
+    AuditColumns,
     AuditRow,
     counts_matrix,
 )
@@ -54,6 +55,18 @@ def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
         else:
             columns.append(pa.array(column, type=SCALAR_TYPES[name]))
     return pa.Table.from_arrays(columns, schema=AUDIT_SCHEMA)
+
+
+def _columns_table(columns: AuditColumns) -> pa.Table:
+    """:func:`_table` of a shard kept as columns (the native batch path): the same schema and values."""
+    arrays: list[pa.Array] = []
+    counts = columns.matrix.T.tolist() if len(columns) else [[]] * len(ACTION_NAMES)
+    for name in AuditRow._fields:
+        if name == "counts":
+            arrays.extend(pa.array(counts[i], type=pa.int32()) for i in range(len(ACTION_NAMES)))
+        else:
+            arrays.append(pa.array(columns.column(name), type=SCALAR_TYPES[name]))
+    return pa.Table.from_arrays(arrays, schema=AUDIT_SCHEMA)
 
 
 # The action-count arrays are written here rather than through the zarr package: importing zarr costs a worker
@@ -109,7 +122,8 @@ def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
     fsync_dir(folder)
 
 
-def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow], pixel_records: Sequence[PixelRecord] = (),
+def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow] | AuditColumns,
+                pixel_records: Sequence[PixelRecord] = (),
                 before_key: bytes | CustodianPublicKey | None = None, *,
                 matrix: np.ndarray | None = None) -> Path:
     """Writes one shard's audit: its Zarr action-count array and pixel records, then its Parquet part
@@ -120,6 +134,13 @@ def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow], pixel_rec
     dst = Path(dst)
     if shard < 0:
         raise ValueError(f"shard must be >= 0, not {shard}")
+    if isinstance(rows, AuditColumns):  # the native batch path: no row object per file
+        if rows.context.shard != shard:
+            raise ValueError(f"rows for shard {rows.context.shard} passed to write_shard({shard})")
+        if pixel_records:
+            raise ValueError("pixel records need audit rows, not columns")
+        rows.check()
+        return _write_part(dst, shard, _columns_table(rows), rows.matrix, (), rows, before_key)
     strays = {r.shard for r in rows} - {shard}
     if strays:
         raise ValueError(f"rows for shard(s) {sorted(strays)} passed to write_shard({shard})")
@@ -128,15 +149,20 @@ def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow], pixel_rec
             raise ValueError(f"pixel record for row {record.row}: no such row with pixel_redaction in shard {shard}")
     if matrix is None or matrix.shape != (len(rows), len(ACTION_NAMES)):
         matrix = counts_matrix(rows)  # ``matrix``: the rows' own counts_matrix, when the caller has it
-    table = _table(rows, matrix)
+    return _write_part(dst, shard, _table(rows, matrix), matrix, pixel_records, rows, before_key)
+
+
+def _write_part(dst: Path, shard: int, table: pa.Table, matrix: np.ndarray, pixel_records: Sequence[PixelRecord],
+                rows: Sequence[AuditRow] | AuditColumns, before_key: bytes | CustodianPublicKey | None) -> Path:
+    """The action counts, the pixel records, then the Parquet part, last."""
     _write_actions(dst, shard, matrix)
-    write_pixels(dst, shard, pixel_records, rows, before_key)
+    write_pixels(dst, shard, pixel_records, () if isinstance(rows, AuditColumns) else rows, before_key)
     final = part_path(dst, shard)
     with atomic_file(final) as fh:
         # No dictionary encoding: digests and UIDs are unique per row, and zstd shrinks the repeated columns
         # (run, recipe, key) better without it; a third faster to write, and smaller.
         pq.write_table(table, fh, compression="zstd", use_dictionary=False)
-    log.debug("audit shard %d: %d rows", shard, len(rows))
+    log.debug("audit shard %d: %d rows", shard, table.num_rows)
     return final
 
 

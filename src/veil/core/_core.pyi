@@ -119,6 +119,14 @@ class Rewriter(TagReader):
         its Pixel Data value), its result has no ``pixels``. Raises OSError (errno and path set) or
         MalformedDicom.
         """
+    def rewrite_files(
+        self, srcs: list[str], dsts: list[str], limit: int, direct: bool = False
+    ) -> tuple[list[int], list[int], list[str], list[str], list[str], list[str], list[str], bytearray, list[int],
+               list[int], list[tuple[int, Exception]]]:
+        """Many files end to end in one call, each as :meth:`rewrite_file`, their outcomes as columns:
+        ``(input_bytes, output_bytes, sop_class_uid, sop_instance_uid, study_instance_uid, series_instance_uid,
+        modality, counts, microseconds, times, failures)``; ``counts`` holds ``len(srcs) * N_ACTIONS`` native
+        int32, ``failures`` ``(index, OSError or VeilError)`` of each refused file. ENOSPC and EDQUOT raise."""
 
 class Meta:
     """What the File Meta (or its absence) says about the data set that follows."""

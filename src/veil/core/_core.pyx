@@ -16,7 +16,8 @@ from libc.string cimport memcpy, memcmp, memset
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.errno cimport errno, EINTR, EIO, ENOENT
+from libc.errno cimport errno, EINTR, EIO, ENOENT, ENOSPC, EDQUOT
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from libc.stdio cimport rename
 from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC, AT_SYMLINK_NOFOLLOW
 cdef extern from "<fcntl.h>":
@@ -55,7 +56,7 @@ import zlib
 from isal import isal_zlib
 
 from veil._version import __version__ as _VEIL_VERSION
-from veil.errors import MalformedDicom, PlanError
+from veil.errors import MalformedDicom, PlanError, VeilError
 from veil.core.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted
 
 

@@ -528,6 +528,19 @@ cdef class Rewriter(TagReader):
         """
         return _rewrite_file(self, src, dst, limit, shift_days, direct)
 
+    def rewrite_files(self, list srcs not None, list dsts not None, Py_ssize_t limit, bint direct=False):
+        """Many files end to end in one call, each as :meth:`rewrite_file` does it, their outcomes as columns
+        (the per-shard audit's): ``(input_bytes, output_bytes, sop_class_uid, sop_instance_uid,
+        study_instance_uid, series_instance_uid, modality, counts, microseconds, times, failures)``.
+
+        Each column has one value per file; ``counts`` is a bytearray of ``len(srcs) * N_ACTIONS`` native
+        int32 (a file's elements per action, in ``ACTION_NAMES`` order), ``times`` when each file was done
+        (microseconds since the epoch, UTC). A file the core refuses (OSError, or any VeilError: a malformed
+        file, a pseudonym not numbered) has zeros and empty strings in the columns and ``(index, exception)``
+        in ``failures``; no output of it is left. A full disk (ENOSPC, EDQUOT) is raised at once (the outputs
+        written before it stay; the run stops)."""
+        return _rewrite_files(self, srcs, dsts, limit, direct)
+
     cdef int _cache_put(self, int which, object key, object value, Py_ssize_t size) except -1:
         """Keeps ``key -> value`` in the UID, pseudonym or date-shift cache (``which``), emptied first when it
         would pass ``cache_limit`` bytes (``size`` plus an entry's overhead)."""

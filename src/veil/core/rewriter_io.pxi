@@ -238,3 +238,158 @@ cdef int _write_fully(int fd, const char* p, Py_ssize_t n) noexcept nogil:
         p += r
         n -= r
     return 0
+
+
+cdef enum:
+    PHASE_FILES_C = 64  # small files a batch reads, then rewrites, then writes together (warm caches in each phase)
+
+
+cdef object _read_small(str src, Py_ssize_t limit):
+    """A whole input of ``limit`` bytes or fewer as bytes, or its size (an int) when it is larger. Raises
+    OSError or MalformedDicom as :func:`_rewrite_file` does."""
+    cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
+    cdef const char* csrc = bsrc
+    cdef int fd
+    cdef struct_stat st
+    cdef Py_ssize_t size, got = 0, r
+    cdef bytes data
+    cdef char* p
+    with nogil:
+        fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
+    if fd < 0:
+        _raise_errno(errno, src)
+    try:
+        if fstat(fd, &st) != 0:
+            _raise_errno(errno, src)
+        if not S_ISREG(st.st_mode):
+            raise MalformedDicom(src, 0, "not a regular file")
+        size = st.st_size
+        if size == 0:
+            raise MalformedDicom(src, 0, "empty file")
+        if size > limit:
+            return size
+        data = PyBytes_FromStringAndSize(NULL, size)
+        p = PyBytes_AS_STRING(data)
+        while got < size:
+            with nogil:
+                r = read(fd, p + got, size - got)
+            if r < 0:
+                if errno == EINTR:
+                    continue
+                _raise_errno(errno, src)
+            if r == 0:
+                break
+            got += r
+    finally:
+        close(fd)
+    return data if got == size else data[:got]
+
+
+cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, bint direct):
+    """The body of Rewriter.rewrite_files (documented there). Small inputs go in phases of PHASE_FILES: all
+    read, then all rewritten, then all written; a larger one is done whole by :func:`_rewrite_file` in its
+    turn."""
+    cdef Py_ssize_t n = len(srcs), i, j, k, stop
+    if len(dsts) != n:
+        raise ValueError(f"{n} inputs but {len(dsts)} outputs")
+    cdef list in_bytes = [0] * n, out_bytes = [0] * n, micros = [0] * n, times = [0] * n
+    cdef list sop_class = [""] * n, sop_instance = [""] * n, study = [""] * n, series = [""] * n
+    cdef list modality = [""] * n, failures = []
+    cdef bytearray counts = bytearray(n * N_ACTIONS * sizeof(int32_t))
+    cdef int32_t* row
+    cdef int32_t* counts_at = <int32_t*><char*>counts
+    cdef RewriteResult result
+    cdef timespec t0, t1, wall
+    cdef int64_t spent[PHASE_FILES_C]
+    cdef bint pending[PHASE_FILES_C]  # rewritten in memory, not written yet
+    cdef list phase = [None] * PHASE_FILES_C
+    cdef bytes bdst, btmp
+    cdef Py_ssize_t slash
+    for k in range(0, n, PHASE_FILES_C):
+        stop = min(n, k + PHASE_FILES_C)
+        # Read: each input whole (or its size, when it is large: done whole below).
+        for i in range(k, stop):
+            clock_gettime(CLOCK_MONOTONIC, &t0)
+            try:
+                phase[i - k] = _read_small(<str>srcs[i], limit)
+            except OSError as exc:
+                phase[i - k] = None
+                failures.append((i, exc))
+            except VeilError as exc:
+                phase[i - k] = None
+                failures.append((i, exc))
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            spent[i - k] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
+        # Rewrite: in memory, caches warm from one file to the next.
+        for i in range(k, stop):
+            data = phase[i - k]
+            pending[i - k] = False
+            if data is None:
+                continue
+            clock_gettime(CLOCK_MONOTONIC, &t0)
+            try:
+                if type(data) is bytes:
+                    in_bytes[i] = len(<bytes>data)
+                    phase[i - k] = rw.rewrite(data, None, <str>srcs[i])
+                    pending[i - k] = True
+                else:
+                    done_file = _rewrite_file(rw, <str>srcs[i], <str>dsts[i], limit, None, direct)
+                    phase[i - k] = (<tuple>done_file)[0]
+                    in_bytes[i] = (<tuple>done_file)[1]
+                    out_bytes[i] = (<tuple>done_file)[2]
+            except OSError as exc:
+                if exc.errno == ENOSPC or exc.errno == EDQUOT:
+                    raise
+                phase[i - k] = None
+                failures.append((i, exc))
+            except VeilError as exc:
+                phase[i - k] = None
+                failures.append((i, exc))
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            spent[i - k] += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
+        # Write: one writev each (under a temporary name then renamed, or direct).
+        for i in range(k, stop):
+            done_file = phase[i - k]
+            if done_file is None:
+                continue
+            result = <RewriteResult>done_file
+            if pending[i - k]:
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+                bdst = (<str>dsts[i]).encode("utf-8", "surrogateescape")
+                if direct:
+                    btmp = bdst
+                else:
+                    slash = bdst.rfind(b"/")
+                    btmp = bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
+                try:
+                    out_bytes[i] = _write_and_rename(result, btmp, bdst,
+                                                     btmp.decode("utf-8", "surrogateescape"))
+                except OSError as exc:
+                    if exc.errno == ENOSPC or exc.errno == EDQUOT:
+                        raise
+                    phase[i - k] = None
+                    failures.append((i, exc))
+                    continue
+                finally:
+                    result.pixels = None
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                spent[i - k] += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
+            clock_gettime(CLOCK_REALTIME, &wall)
+            micros[i] = spent[i - k] // 1000
+            times[i] = wall.tv_sec * 1000000 + wall.tv_nsec // 1000
+            sop_class[i] = result.sop_class_uid
+            sop_instance[i] = result.sop_instance_uid
+            study[i] = result.study_instance_uid
+            series[i] = result.series_instance_uid
+            modality[i] = result.modality
+            row = counts_at + i * N_ACTIONS
+            for j in range(N_ACTIONS):
+                row[j] = <int32_t>result._counts[j]
+            phase[i - k] = None
+    failures.sort(key=_first)
+    return (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
+            failures)
+
+
+def _first(pair):
+    return pair[0]

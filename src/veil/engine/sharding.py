@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 from veil._version import __version__
 from veil.audit import (
     ACTION_NAMES,
+    AuditColumns,
     AuditRow,
     PixelRecord,
     RowContext,
@@ -37,7 +39,7 @@ from veil.engine.listing import Entry
 from veil.engine.series import SeriesBatch, series_outcomes, write_deferred
 from veil.errors import VeilError
 from veil.keys import KeyedFunctions
-from veil.pipeline import CounterLookup, Deidentifier, FileOutcome
+from veil.pipeline import CounterLookup, Deidentifier, FileOutcome, refusal_reason
 from veil.recipes import CompiledRecipe
 from veil.system import sync_filesystem
 
@@ -57,6 +59,9 @@ __all__ = [
     "service_numbers",
 ]
 
+# Shards the core can do alone go through it in one call (_native_shard); False sends every file through the
+# per-file loop, as before (the tests compare the two).
+NATIVE_BATCH = True
 SHARD_FILES = 1024  # files per shard, unless the job is small (see choose_shard_files)
 MIN_SHARD_FILES = 64
 SHARDS_PER_WORKER = 8
@@ -209,6 +214,10 @@ def process_shard(
         changes = []
         process = _recording(worker, ctx.plan_recipe.plan, changes, rows)
     keyed = blake3.blake3(key=audit_key)
+    if (NATIVE_BATCH and worker.native and not want_reid and by_study is None and changes is None and recipe.deface is None
+            and not isinstance(entries, SeriesBatch)):
+        # The common case: the core does the whole shard in one call, the audit kept as columns.
+        return _native_shard(ctx, shard, entries, worker, row_context, keyed, custodian)
     # Defacing recipes: files of series that may be heads are set aside for their series' task (which comes
     # here as a SeriesBatch: its outcomes made by the series step).
     deface = recipe.deface
@@ -277,6 +286,74 @@ def process_shard(
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = Counter({name: int(n) for name, n in zip(ACTION_NAMES, totals, strict=True) if n})
     tally = Tally(len(entries) - len(deferred), written, 0, quarantined, input_bytes, output_bytes, reasons, actions)
+    return ShardResult(shard, tally, os.uname().nodename)
+
+
+def _native_shard(ctx: ShardContext, shard: int, entries: list[Entry], worker: Deidentifier, context: RowContext,
+                  keyed: Any, custodian: Any) -> ShardResult:
+    """:func:`process_shard` for a shard the core can do alone (a native Deidentifier; no re-identification
+    pairs, change records, defacing or study layout): one call into the core for all its files
+    (:meth:`~veil.pipeline.Deidentifier.native_files`), the audit made as columns (no object per file), the
+    same rows, quarantine copies and part as the per-file loop."""
+    prefix = context.dst_prefix
+    todo = [index for index, entry in enumerate(entries) if not entry.error]
+    chosen = entries if len(todo) == len(entries) else [entries[index] for index in todo]
+    (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
+     failures) = worker.native_files([entry.path for entry in chosen], [prefix + entry.rel for entry in chosen])
+    n = len(entries)
+    matrix = np.frombuffer(counts, dtype=np.int32).reshape(len(chosen), len(ACTION_NAMES))
+    status = ["written"] * len(chosen)
+    reason = [""] * len(chosen)
+    output_path = [entry.rel for entry in chosen]
+    for position, exc in failures:
+        status[position] = "quarantined"
+        reason[position] = refusal_reason(exc)  # a full disk raised in the core already
+        output_path[position] = ""
+        in_bytes[position] = chosen[position].size
+    columns = [in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason,
+               micros, times]
+    if len(chosen) < n:  # listing refusals (a symlink out of SRC, an unreadable folder): rows of their own
+        now = time.time_ns() // 1000
+        refused_row = [0, 0, "", "", "", "", "", "", "quarantined", "", 0, now]
+        full: list[list[Any]] = [list(refused_row[i] for _ in range(n)) for i in range(len(columns))]
+        for position, index in enumerate(todo):
+            for column, values in zip(full, columns, strict=True):
+                column[index] = values[position]
+        for index, entry in enumerate(entries):
+            if entry.error:
+                full[0][index] = entry.size
+                full[9][index] = entry.error
+        columns = full
+        wide = np.zeros((n, len(ACTION_NAMES)), dtype=np.int32)
+        wide[todo] = matrix
+        matrix = wide
+    (in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason, micros,
+     times) = columns
+    digests = []
+    for entry in entries:  # as audit.input_digest: the keyed digest of the path relative to SRC
+        hasher = keyed.copy()
+        hasher.update(os.fsencode(entry.rel))
+        digests.append(hasher.hexdigest())
+    reasons: Counter[str] = Counter()
+    quarantined = 0
+    if failures or len(chosen) < n:
+        for index, entry in enumerate(entries):
+            if status[index] != "written":
+                quarantined += 1
+                reasons[reason[index]] += 1
+                if ctx.quarantine_copy and not entry.error:
+                    _quarantine(ctx.dst, entry, digests[index], reason[index], custodian)
+    audit = AuditColumns(context, digests, in_bytes, out_bytes, output_path, sop_class, modality, study, series,
+                         sop_instance, matrix, [False] * n, status, reason, micros, times)
+    if n:
+        sync_filesystem(ctx.dst)  # the outputs this part marks done reach the disk first (see process_shard)
+    write_shard(Path(ctx.dst), shard, audit)
+    written = n - quarantined
+    totals = matrix.sum(axis=0, dtype=np.int64)
+    actions = Counter({name: int(v) for name, v in zip(ACTION_NAMES, totals, strict=True) if v})
+    input_total = sum(in_bytes) - sum(in_bytes[i] for i in range(n) if status[i] != "written") if quarantined \
+        else sum(in_bytes)
+    tally = Tally(n, written, 0, quarantined, input_total, sum(out_bytes), reasons, actions)
     return ShardResult(shard, tally, os.uname().nodename)
 
 
