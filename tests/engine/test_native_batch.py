@@ -259,3 +259,36 @@ def test_sigkill_mid_batch_run_then_resume_is_byte_identical(tmp_path, workers, 
     assert not list((tmp_path / "killed").rglob("*.veil-tmp"))
     table = audit.read_audit(tmp_path / "killed")
     assert table.num_rows == 2000 and len(set(table.column("input_digest").to_pylist())) == 2000
+
+
+def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path) -> None:
+    """Start-up: ``veil run`` imports none of the heavy modules before its first file (the audit writers import
+    pyarrow and numpy when the first shard's part is written)."""
+    import subprocess
+    import sys
+
+    from veil.cli.main import main
+
+    src = tmp_path / "in"
+    write_archive(src, patients=1, series_per_study=1, instances_per_series=130, seed=3)  # 3 shards: the pool
+    key = tmp_path / "key"
+    main(["keygen", str(key)])
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\n"
+        "import veil.pipeline as pipeline\n"
+        "real = pipeline.Deidentifier.native_files\n"
+        "def first(self, srcs, dsts):\n"
+        "    heavy = sorted(m for m in ('numpy', 'pyarrow', 'zarr', 'ray', 'pydicom') if m in sys.modules)\n"
+        "    print('HEAVY', heavy, file=sys.stderr)\n"
+        "    pipeline.Deidentifier.native_files = real\n"
+        "    return real(self, srcs, dsts)\n"
+        "pipeline.Deidentifier.native_files = first\n"
+        "from veil.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    for workers in ("1", "2"):
+        done = subprocess.run([sys.executable, str(probe), "run", str(src), str(tmp_path / f"out{workers}"), "--key",
+                               str(key), "--recipe", BASIC, "--workers", workers], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "HEAVY []" in done.stderr, done.stderr[-2000:]
+        assert len(audit.read_audit(tmp_path / f"out{workers}")) == 130

@@ -7,21 +7,23 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from veil.audit.layout import PART_NAME, actions_path, array_name, audit_dir, manifest_path
 from veil.audit.schema import (
     ACTION_NAMES,
     AUDIT_COLUMNS,
-    AUDIT_SCHEMA,
     AUDIT_SCHEMA_VERSION,
     SCHEMA_METADATA_KEY,
+    audit_schema,
     iso_time,
 )
+
+# numpy and pyarrow are imported by the functions that read parts: a driver into a new DST (no parts, or a
+# manifest only) needs neither before its first file.
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 __all__ = [
     "part_is_complete",
@@ -39,13 +41,16 @@ log = logging.getLogger(__name__)
 
 def part_is_complete(path: Path) -> bool:
     """Whether ``path`` is a whole Parquet part of this schema version (its footer read back)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException):
         return False
     meta = schema.metadata or {}
     version_ok = meta.get(SCHEMA_METADATA_KEY) == str(AUDIT_SCHEMA_VERSION).encode()
-    return version_ok and schema.remove_metadata().equals(AUDIT_SCHEMA.remove_metadata())
+    return version_ok and schema.remove_metadata().equals(audit_schema().remove_metadata())
 
 
 def complete_parts(dst: Path | str) -> dict[int, Path]:
@@ -78,9 +83,13 @@ def read_audit(dst: Path | str, columns: Sequence[str] | None = None) -> pa.Tabl
 
 def read_parts(parts: Mapping[int, Path], columns: Sequence[str] | None = None) -> pa.Table:
     """The given parts (shard -> path) concatenated in shard order, with the audit schema's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    full = audit_schema()
     cols = list(columns) if columns is not None else None
-    schema = AUDIT_SCHEMA if cols is None else pa.schema([AUDIT_SCHEMA.field(c) for c in cols])
-    schema = schema.with_metadata(AUDIT_SCHEMA.metadata)
+    schema = full if cols is None else pa.schema([full.field(c) for c in cols])
+    schema = schema.with_metadata(full.metadata)
     tables = [pq.read_table(parts[s], columns=cols) for s in sorted(parts)]
     if not tables:
         return schema.empty_table()
@@ -90,7 +99,9 @@ def read_parts(parts: Mapping[int, Path], columns: Sequence[str] | None = None) 
 def iter_instances(dst: Path | str) -> Iterator[dict[str, Any]]:
     """Every audit row of ``dst`` as a dict of :data:`~veil.audit.schema.AUDIT_COLUMNS`, shard by shard (one
     part in memory at a time), its ``time`` as ISO 8601 UTC: what ``veil audit --json/--csv`` export."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     parts = complete_parts(dst)
     for shard in sorted(parts):
@@ -104,6 +115,7 @@ def iter_instances(dst: Path | str) -> Iterator[dict[str, Any]]:
 
 def read_actions(dst: Path | str, shard: int) -> np.ndarray:
     """One shard's action-count matrix (rows x :data:`ACTION_NAMES`, int32) from the Zarr store."""
+    import numpy as np
     import zarr
 
     group: Any = zarr.open_group(actions_path(dst), mode="r")

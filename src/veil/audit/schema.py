@@ -10,6 +10,7 @@ version is not complete for ``--resume`` (its shard is redone), so an audit is n
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time as _time
@@ -19,13 +20,14 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
-import numpy as np
-import pyarrow as pa
 
 from veil.core.plan import Action
 from veil.keys import Key
 
 if TYPE_CHECKING:  # the pipeline (and the native core) only where files are rewritten, not to read an audit
+    import numpy as np
+    import pyarrow as pa
+
     from veil.pipeline import FileOutcome
 
 __all__ = [
@@ -33,8 +35,9 @@ __all__ = [
     "SCHEMA_METADATA_KEY",
     "ACTION_NAMES",
     "AUDIT_COLUMNS",
-    "AUDIT_SCHEMA",
     "STATUSES",
+    "audit_schema",
+    "scalar_types",
     "AuditColumns",
     "AuditRow",
     "RowContext",
@@ -62,29 +65,31 @@ def count_column(action: str) -> str:
     return f"count_{action.lower()}"
 
 
-# One Arrow field per AuditRow field, in order; ``counts`` becomes one int32 column per action.
-SCALAR_TYPES: dict[str, pa.DataType] = {
-    "run_id": pa.string(),
-    "shard": pa.int64(),
-    "input_digest": pa.string(),
-    "input_bytes": pa.int64(),
-    "output_bytes": pa.int64(),
-    "output_path": pa.string(),
-    "sop_class_uid": pa.string(),
-    "modality": pa.string(),
-    "study_instance_uid": pa.string(),
-    "series_instance_uid": pa.string(),
-    "sop_instance_uid": pa.string(),
-    "key_id": pa.string(),
-    "recipe_name": pa.string(),
-    "recipe_version": pa.string(),
-    "recipe_hash": pa.string(),
-    "veil_version": pa.string(),
-    "pixel_redaction": pa.bool_(),
-    "status": pa.string(),
-    "reason": pa.string(),
-    "microseconds": pa.int64(),
-    "time": pa.timestamp("us", tz="UTC"),
+# One Arrow field per AuditRow field, in order; ``counts`` becomes one int32 column per action. The Arrow types
+# are made on first use (scalar_types, audit_schema): pyarrow is imported where an audit is written or read, not
+# by a driver before its first file.
+_SCALAR_TYPE_NAMES: dict[str, str] = {
+    "run_id": "string",
+    "shard": "int64",
+    "input_digest": "string",
+    "input_bytes": "int64",
+    "output_bytes": "int64",
+    "output_path": "string",
+    "sop_class_uid": "string",
+    "modality": "string",
+    "study_instance_uid": "string",
+    "series_instance_uid": "string",
+    "sop_instance_uid": "string",
+    "key_id": "string",
+    "recipe_name": "string",
+    "recipe_version": "string",
+    "recipe_hash": "string",
+    "veil_version": "string",
+    "pixel_redaction": "bool_",
+    "status": "string",
+    "reason": "string",
+    "microseconds": "int64",
+    "time": "timestamp",
 }
 
 
@@ -158,10 +163,40 @@ AUDIT_COLUMNS: tuple[str, ...] = tuple(
     for col in ((count_column(a) for a in ACTION_NAMES) if name == "counts" else (name,))
 )
 
-AUDIT_SCHEMA: pa.Schema = pa.schema(
-    [pa.field(col, SCALAR_TYPES.get(col, pa.int32()), nullable=False) for col in AUDIT_COLUMNS],
-    metadata={SCHEMA_METADATA_KEY: str(AUDIT_SCHEMA_VERSION).encode()},
-)
+
+
+@functools.cache
+def scalar_types() -> dict[str, pa.DataType]:
+    """The Arrow type of each :class:`AuditRow` field but ``counts``."""
+    import pyarrow as pa
+
+    return {name: pa.timestamp("us", tz="UTC") if kind == "timestamp" else getattr(pa, kind)()
+            for name, kind in _SCALAR_TYPE_NAMES.items()}
+
+
+@functools.cache
+def audit_schema() -> pa.Schema:
+    """The Arrow schema of an audit part (:data:`AUDIT_COLUMNS`, none nullable, the schema version as metadata)."""
+    import pyarrow as pa
+
+    types = scalar_types()
+    return pa.schema(
+        [pa.field(col, types.get(col, pa.int32()), nullable=False) for col in AUDIT_COLUMNS],
+        metadata={SCHEMA_METADATA_KEY: str(AUDIT_SCHEMA_VERSION).encode()},
+    )
+
+
+if TYPE_CHECKING:
+    AUDIT_SCHEMA: pa.Schema
+    SCALAR_TYPES: dict[str, pa.DataType]
+
+
+def __getattr__(name: str) -> Any:  # AUDIT_SCHEMA and SCALAR_TYPES, made on first use (PEP 562)
+    if name == "AUDIT_SCHEMA":
+        return audit_schema()
+    if name == "SCALAR_TYPES":
+        return scalar_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -305,6 +340,8 @@ def counts_from_mapping(counts: Mapping[str, int]) -> tuple[int, ...]:
 
 def counts_matrix(rows: Sequence[AuditRow]) -> np.ndarray:
     """The rows' action counts as int32 (rows x actions), checked to fit."""
+    import numpy as np
+
     n_actions = len(ACTION_NAMES)
     if not rows:
         return np.zeros((0, n_actions), dtype=np.int32)

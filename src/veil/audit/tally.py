@@ -7,14 +7,14 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from veil.audit.layout import pixels_path
-from veil.audit.pixelstore import read_pixel_records
 from veil.audit.read import complete_parts, read_manifest, read_parts
 from veil.audit.schema import ACTION_NAMES, count_column
+
+if TYPE_CHECKING:  # pyarrow where an audit is summarised, not where a tally is only added up
+    import pyarrow as pa
 
 __all__ = ["Tally", "TallyCounts", "AuditSummary", "summarize", "format_summary"]
 
@@ -176,8 +176,10 @@ class AuditSummary(TallyCounts):
 
 def summarize(dst: Path | str) -> AuditSummary:
     """Totals over every complete part of ``dst``'s audit, with its manifest (columnar: fine for millions)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    from veil.audit.pixelstore import read_pixel_records
     from veil.audit.retention import plan_purge, read_purges
 
     dst = Path(dst)

@@ -9,10 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from veil.audit.layout import (
     actions_path,
     array_name,
@@ -22,18 +18,23 @@ from veil.audit.layout import (
     part_path,
     write_json_atomically,
 )
-from veil.audit.pixelstore import PixelRecord, write_pixels
 from veil.audit.schema import (
     ACTION_NAMES,
-    AUDIT_SCHEMA,
     AUDIT_SCHEMA_VERSION,
-    SCALAR_TYPES,
     AuditColumns,
     AuditRow,
+    audit_schema,
     counts_matrix,
+    scalar_types,
 )
 
+# numpy and pyarrow (and the pixel store, which needs them) are imported by the functions that write a shard's
+# audit: write_manifest, which a driver calls before its first file, needs neither.
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from veil.audit.pixelstore import PixelRecord
     from veil.keys.custodian import CustodianPublicKey
 
 __all__ = ["write_shard", "write_manifest"]
@@ -46,6 +47,9 @@ _ZARR_CHUNK_ROWS = 65536
 def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
     """The rows as an Arrow table. The count columns come from ``matrix`` (checked by :func:`counts_matrix`),
     converted from Python lists: pyarrow's first conversion from numpy costs a worker process 7-10 ms."""
+    import pyarrow as pa
+
+    types = scalar_types()
     columns: list[pa.Array] = []
     values = list(zip(*rows, strict=True)) if rows else [()] * len(AuditRow._fields)
     for name, column in zip(AuditRow._fields, values, strict=True):
@@ -53,20 +57,23 @@ def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
             counts = matrix.T.tolist() if len(rows) else [[]] * len(ACTION_NAMES)
             columns.extend(pa.array(counts[i], type=pa.int32()) for i in range(len(ACTION_NAMES)))
         else:
-            columns.append(pa.array(column, type=SCALAR_TYPES[name]))
-    return pa.Table.from_arrays(columns, schema=AUDIT_SCHEMA)
+            columns.append(pa.array(column, type=types[name]))
+    return pa.Table.from_arrays(columns, schema=audit_schema())
 
 
 def _columns_table(columns: AuditColumns) -> pa.Table:
     """:func:`_table` of a shard kept as columns (the native batch path): the same schema and values."""
+    import pyarrow as pa
+
+    types = scalar_types()
     arrays: list[pa.Array] = []
     counts = columns.matrix.T.tolist() if len(columns) else [[]] * len(ACTION_NAMES)
     for name in AuditRow._fields:
         if name == "counts":
             arrays.extend(pa.array(counts[i], type=pa.int32()) for i in range(len(ACTION_NAMES)))
         else:
-            arrays.append(pa.array(columns.column(name), type=SCALAR_TYPES[name]))
-    return pa.Table.from_arrays(arrays, schema=AUDIT_SCHEMA)
+            arrays.append(pa.array(columns.column(name), type=types[name]))
+    return pa.Table.from_arrays(arrays, schema=audit_schema())
 
 
 # The action-count arrays are written here rather than through the zarr package: importing zarr costs a worker
@@ -98,6 +105,9 @@ def _write_actions(dst: Path, shard: int, matrix: np.ndarray) -> None:
     """The shard's ``actions.zarr`` array (rows x actions, int32), replacing any earlier attempt's: chunks
     first, its ``zarr.json`` last, all fsynced before the caller writes the Parquet part."""
     import shutil
+
+    import numpy as np
+    import pyarrow as pa
 
     store = actions_path(dst)
     if not (store / "zarr.json").exists():
@@ -155,6 +165,10 @@ def write_shard(dst: Path | str, shard: int, rows: Sequence[AuditRow] | AuditCol
 def _write_part(dst: Path, shard: int, table: pa.Table, matrix: np.ndarray, pixel_records: Sequence[PixelRecord],
                 rows: Sequence[AuditRow] | AuditColumns, before_key: bytes | CustodianPublicKey | None) -> Path:
     """The action counts, the pixel records, then the Parquet part, last."""
+    import pyarrow.parquet as pq
+
+    from veil.audit.pixelstore import write_pixels
+
     _write_actions(dst, shard, matrix)
     write_pixels(dst, shard, pixel_records, () if isinstance(rows, AuditColumns) else rows, before_key)
     final = part_path(dst, shard)

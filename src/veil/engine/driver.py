@@ -392,14 +392,10 @@ def software_versions() -> dict[str, str]:
     """veil's, Python's, pydicom's and the native core's versions: the core's is the veil version it was built
     from with the first 16 hex digits of the SHA-256 of its library (a rebuild shows)."""
     import hashlib
-    import importlib.metadata
     import importlib.util
     import platform
 
-    try:
-        pydicom = importlib.metadata.version("pydicom")
-    except importlib.metadata.PackageNotFoundError:
-        pydicom = "absent"
+    pydicom = _distribution_version("pydicom")
     core = "absent"
     spec = importlib.util.find_spec("veil.core._core")
     if spec is not None and spec.origin:
@@ -411,6 +407,26 @@ def software_versions() -> dict[str, str]:
                 digest.update(block)
         core = f"{getattr(_core, '_VEIL_VERSION', __version__)}+sha256.{digest.hexdigest()[:16]}"
     return {"veil": __version__, "python": platform.python_version(), "pydicom": pydicom, "core": core}
+
+
+def _distribution_version(name: str) -> str:
+    """An installed distribution's version, or "absent": from the ``NAME-VERSION.dist-info`` folder beside the
+    package (what ``importlib.metadata`` finds, without its 15-25 ms import), else ``importlib.metadata``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        return "absent"
+    site = Path(spec.origin).parent.parent
+    found = sorted(site.glob(f"{name}-*.dist-info"))
+    if len(found) == 1:
+        return found[0].name[len(name) + 1:-len(".dist-info")]
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 def _iso(value: object) -> str | None:

@@ -18,22 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
-import numpy as np
 
 from veil._version import __version__
-from veil.audit import (
+from veil.audit.layout import quarantine_dir
+from veil.audit.schema import (
     ACTION_NAMES,
     AuditColumns,
     AuditRow,
-    PixelRecord,
     RowContext,
-    Tally,
-    before_thumbnail_key,
     counts_matrix,
-    quarantine_dir,
     row_from_outcome,
-    write_shard,
 )
+from veil.audit.tally import Tally
+from veil.audit.write import write_shard
 from veil.engine.executor import FatalRunError
 from veil.engine.listing import Entry
 from veil.engine.series import SeriesBatch, series_outcomes, write_deferred
@@ -45,6 +42,7 @@ from veil.system import sync_filesystem
 
 if TYPE_CHECKING:  # change records are imported by the runs that keep them (their module costs a worker 4 ms)
     from veil.audit.changes import ElementRow
+    from veil.audit.pixelstore import PixelRecord
 
 __all__ = [
     "SHARD_FILES",
@@ -218,6 +216,10 @@ def process_shard(
             and not isinstance(entries, SeriesBatch)):
         # The common case: the core does the whole shard in one call, the audit kept as columns.
         return _native_shard(ctx, shard, entries, worker, row_context, keyed, custodian)
+    import numpy as np  # the per-file loop (its pixel records, its counts matrix)
+
+    from veil.audit.pixelstore import PixelRecord, before_thumbnail_key
+
     # Defacing recipes: files of series that may be heads are set aside for their series' task (which comes
     # here as a SeriesBatch: its outcomes made by the series step).
     deface = recipe.deface
@@ -300,6 +302,8 @@ def _native_shard(ctx: ShardContext, shard: int, entries: list[Entry], worker: D
     chosen = entries if len(todo) == len(entries) else [entries[index] for index in todo]
     (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
      failures) = worker.native_files([entry.path for entry in chosen], [prefix + entry.rel for entry in chosen])
+    import numpy as np  # after the files: a run's first file waits for no import it does not need
+
     n = len(entries)
     matrix = np.frombuffer(counts, dtype=np.int32).reshape(len(chosen), len(ACTION_NAMES))
     status = ["written"] * len(chosen)
