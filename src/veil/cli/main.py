@@ -6,31 +6,13 @@ Each verb lives in its own module of :mod:`veil.cli` with ``add_parser(subparser
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import threading
 from collections.abc import Sequence
 
 from veil._version import __version__
-from veil.cli import (
-    audit,
-    deidentify,
-    inspect,
-    keygen,
-    peek,
-    profile,
-    pull,
-    push,
-    recipe,
-    reidentify,
-    report,
-    review,
-    run,
-    serve,
-    synth,
-    users,
-    verify,
-)
 from veil.cli.common import Command, quick_exit_allowed
 from veil.cli.exits import (
     EXIT_FATAL,
@@ -54,24 +36,31 @@ __all__ = [
     "main",
 ]
 
-# In the order `veil --help` lists them; each module is named for its verb.
-_VERBS = (synth, keygen, deidentify, run, audit, report, reidentify, recipe, peek, verify, inspect, profile, users,
-          review, serve, pull, push)
+# In the order `veil --help` lists them; each module of veil.cli is named for its verb.
+_VERBS = ("synth", "keygen", "deidentify", "run", "audit", "report", "reidentify", "recipe", "peek", "verify",
+          "inspect", "profile", "users", "review", "serve", "pull", "push")
 
 
-def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> dict[str, Command]:
-    """Adds every verb to ``subparsers``; returns command name -> handler (which returns the exit code)."""
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+                verbs: Sequence[str] = _VERBS) -> dict[str, Command]:
+    """Adds the verbs (default: every one) to ``subparsers``; returns command name -> handler (which returns the
+    exit code). Each verb's module is imported here."""
     commands: dict[str, Command] = {}
-    for verb in _VERBS:
+    for name in verbs:
+        verb = importlib.import_module(f"veil.cli.{name}")
         verb.add_parser(subparsers)
-        commands[verb.__name__.rpartition(".")[2]] = verb.command
+        commands[name] = verb.command
     return commands
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def _parser(argv: Sequence[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The parser; for a command line that names a verb first, with that verb alone (a run's start-up does not
+    import and build the other sixteen), else with every verb (``veil --help``, a mistyped verb)."""
     p = argparse.ArgumentParser(prog="veil", description="High-throughput DICOM de-identification.")
     p.add_argument("--version", action="version", version=f"veil {__version__}")
-    commands = add_parsers(p.add_subparsers(dest="command", required=True))
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbs = args[:1] if args and args[0] in _VERBS else _VERBS
+    commands = add_parsers(p.add_subparsers(dest="command", required=True), verbs)
     return p, commands
 
 
@@ -81,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # veil calls no BLAS routine that needs threads; numpy's OpenBLAS would start one per core at import, and
     # they spin for a while, taking a core from the workers on a small machine. (Before numpy is imported.)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    parser, commands = _parser()
+    parser, commands = _parser(argv)
     args = parser.parse_args(argv)
     try:
         return commands[args.command](args)

@@ -36,13 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from veil.errors import KeyError_
 
@@ -76,6 +69,9 @@ def custodian_key_id(public: bytes) -> str:
 
 
 def _hkdf(shared: bytes, ephemeral: bytes, recipient: bytes, context: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=ephemeral + recipient,
                 info=_WRAP_INFO + b"|" + context).derive(shared)
 
@@ -97,6 +93,10 @@ class CustodianPublicKey:
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes:
         """``data_key`` encrypted for the custodian (:data:`WRAPPED_SIZE` bytes), bound to ``context``."""
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         if len(data_key) != 32:
             raise ValueError(f"a data key is 32 bytes, not {len(data_key)}")
         ephemeral = X25519PrivateKey.generate()
@@ -123,6 +123,9 @@ class CustodianPrivateKey:
             raise KeyError_(f"a custodian private key is 32 bytes, not {len(self.private)}")
 
     def public_key(self) -> CustodianPublicKey:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         public = X25519PrivateKey.from_private_bytes(self.private).public_key().public_bytes(
             Encoding.Raw, PublicFormat.Raw)
         return CustodianPublicKey(self.name, public)
@@ -134,6 +137,11 @@ class CustodianPrivateKey:
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         """The data key of :meth:`CustodianPublicKey.wrap`; ``KeyError_`` when it was wrapped for another key or
         another context, or altered."""
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         if len(wrapped) != WRAPPED_SIZE:
             raise KeyError_(f"a wrapped data key is {WRAPPED_SIZE} bytes, not {len(wrapped)}")
         eph_public, nonce, body = wrapped[:32], wrapped[32:32 + _NONCE], wrapped[32 + _NONCE:]
@@ -162,6 +170,8 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 
 def _scrypt(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
 
 
@@ -173,6 +183,15 @@ def _private_aad(document: dict[str, Any]) -> bytes:
 def generate_custodian(name: str, folder: str | os.PathLike[str], passphrase: str) -> tuple[Path, Path, str]:
     """Writes ``folder/NAME.pub`` (mode 0644) and ``folder/NAME.key`` (mode 0600, under ``passphrase``); refuses
     to overwrite either. Returns (public path, private path, key id)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
     if not _NAME.fullmatch(name):
         raise KeyError_(f"custodian name {name!r}: letters, digits, '.', '_' and '-' only (64 at most)")
     if len(passphrase) < 8:
@@ -248,6 +267,9 @@ def read_passphrase(prompt: str = "custodian passphrase: ", environ: dict[str, s
 def load_custodian_private(path: str | os.PathLike[str], passphrase: str | None = None) -> CustodianPrivateKey:
     """The private key file, opened with ``passphrase`` (default: :func:`read_passphrase`); refuses a file
     readable by others, a wrong passphrase and an altered file, each with its own message."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     p = Path(path)
     try:
         st = p.stat()

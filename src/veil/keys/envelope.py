@@ -29,8 +29,6 @@ import os
 from dataclasses import dataclass, field
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veil.errors import AuditError, KeyError_
 from veil.keys.custodian import WRAPPED_SIZE, CustodianPrivateKey, CustodianPublicKey
@@ -108,6 +106,8 @@ def _mode_of(target: SealTarget) -> int:
 
 def seal_bytes(payload: bytes, target: SealTarget, context: bytes) -> bytes:
     """``payload`` sealed to ``target`` and bound to ``context`` (see the module docstring)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     mode = _mode_of(target)
     header = MAGIC + bytes([_VERSION, mode]) + bytes.fromhex(target.key_id)
     if isinstance(target, CustodianPublicKey):
@@ -138,6 +138,9 @@ def envelope_info(blob: bytes, where: str = "sealed part") -> tuple[str, str]:
 def open_bytes(blob: bytes, opener: Opener, context: bytes, where: str = "sealed part") -> bytes:
     """The payload of an envelope. ``KeyError_`` when ``opener`` is not the key it was sealed to (the message
     names the key needed); ``AuditError`` when the part is altered, damaged or moved from another place."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     mode, key_id = envelope_info(blob, where)
     if mode == "custodian":
         if not isinstance(opener, CustodianPrivateKey):

@@ -47,8 +47,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veil.errors import AuditError, KeyError_, VeilError
 from veil.keys import Key
@@ -178,6 +176,8 @@ def _payload(rows: Sequence[tuple[str, bytes, bytes]]) -> bytes:
 
 def seal(rows: Sequence[tuple[str, bytes, bytes]], key: Key) -> bytes:
     """The table file's bytes for ``rows`` (kind, new, original), sealed under ``key``'s ``reid-table`` sub-key."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     payload = _payload(rows)
     header = _header(key)
     nonce = os.urandom(_NONCE_SIZE)
@@ -228,6 +228,9 @@ def read_reid_table(
     Raises ``KeyError_`` for a table written with another key or sealed for the other kind of key (the message
     names the key needed), ``ReidTableError`` for a file that is not a table, was altered or is damaged.
     """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         blob = Path(path).read_bytes()
     except OSError as exc:
