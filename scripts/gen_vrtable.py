@@ -39,6 +39,18 @@ def generate() -> str:
     lines += [",".join(f"0x{t:08X}u" for t, _ in exact[i : i + 8]) + "," for i in range(0, len(exact), 8)]
     lines += ["};", "static const uint16_t veil_vr_codes[VEIL_VR_EXACT_N] = {"]
     lines += [",".join(f"0x{c:04X}" for _, c in exact[i : i + 12]) + "," for i in range(0, len(exact), 12)]
+    # A direct table over the exact tags (Fibonacci hashing, linear probing): the core's per-element lookup,
+    # one or two probes rather than a binary search of 13 steps over the whole table.
+    bits = max(4, (2 * len(exact) - 1).bit_length())
+    slots = [-1] * (1 << bits)
+    for index, (tag, _) in enumerate(exact):
+        at = ((tag * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
+        while slots[at] >= 0:
+            at = (at + 1) & ((1 << bits) - 1)
+        slots[at] = index
+    lines += ["};", f"#define VEIL_VR_SLOT_SHIFT {32 - bits}", f"#define VEIL_VR_SLOT_MASK {(1 << bits) - 1}u",
+              f"static const int16_t veil_vr_slots[{1 << bits}] = {{"]
+    lines += [",".join(str(v) for v in slots[i : i + 24]) + "," for i in range(0, len(slots), 24)]
     lines += ["};", "static const uint32_t veil_vr_mask_masks[VEIL_VR_MASK_N] = {"]
     lines += [",".join(f"0x{m:08X}u" for m, _, _ in masks)]
     lines += ["};", "static const uint32_t veil_vr_mask_values[VEIL_VR_MASK_N] = {"]

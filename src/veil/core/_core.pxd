@@ -94,6 +94,9 @@ cdef class Rewriter(TagReader):
     cdef uint8_t* pub_actions
     cdef int32_t* pub_args
     cdef int n_pub
+    cdef int32_t* pub_slots      # open-addressed table: tag hash -> index into pub_tags, -1 when empty
+    cdef uint32_t pub_mask       # its size - 1 (a power of two at least twice n_pub)
+    cdef int pub_shift           # 32 - log2(size): the hash keeps the top bits of tag * 2654435761
     cdef uint32_t* mask_masks
     cdef uint32_t* mask_values
     cdef uint8_t* mask_actions

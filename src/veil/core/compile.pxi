@@ -32,6 +32,10 @@ cdef int32_t _value_arg(Rewriter rw, rule) except -2:
     return len(rw.values) - 1
 
 
+cdef inline uint32_t _pub_hash(uint32_t tag, int shift) noexcept nogil:
+    return (tag * <uint32_t>2654435761u) >> shift
+
+
 cdef _compile_tables(Rewriter rw, plan):
     cdef int i
     items = sorted((int(t), r) for t, r in plan.tags.items() if not (int(t) >> 16) & 1)
@@ -45,6 +49,22 @@ cdef _compile_tables(Rewriter rw, plan):
         rw.pub_tags[i] = tag
         rw.pub_actions[i] = int(Action(rule.action))
         rw.pub_args[i] = _value_arg(rw, rule)
+    # The per-element lookup is a direct table (Fibonacci hashing, linear probing), not a binary search.
+    cdef int bits = 4
+    cdef uint32_t slot
+    while (1 << bits) < 2 * rw.n_pub:
+        bits += 1
+    rw.pub_shift = 32 - bits
+    rw.pub_mask = (1 << bits) - 1
+    rw.pub_slots = <int32_t*>malloc(sizeof(int32_t) * (rw.pub_mask + 1))
+    if rw.pub_slots == NULL:
+        raise MemoryError()
+    memset(rw.pub_slots, 0xFF, sizeof(int32_t) * (rw.pub_mask + 1))
+    for i in range(rw.n_pub):
+        slot = _pub_hash(rw.pub_tags[i], rw.pub_shift)
+        while rw.pub_slots[slot] >= 0:
+            slot = (slot + 1) & rw.pub_mask
+        rw.pub_slots[slot] = i
     masks = list(plan.masks)
     rw.n_mask = len(masks)
     rw.mask_masks = <uint32_t*>malloc(sizeof(uint32_t) * (rw.n_mask + 1))

@@ -27,6 +27,7 @@ cdef class Rewriter(TagReader):
         self.pub_tags = NULL
         self.pub_actions = NULL
         self.pub_args = NULL
+        self.pub_slots = NULL
         self.mask_masks = NULL
         self.mask_values = NULL
         self.mask_actions = NULL
@@ -47,6 +48,7 @@ cdef class Rewriter(TagReader):
         free(self.pub_tags)
         free(self.pub_actions)
         free(self.pub_args)
+        free(self.pub_slots)
         free(self.mask_masks)
         free(self.mask_values)
         free(self.mask_actions)
@@ -156,16 +158,17 @@ cdef class Rewriter(TagReader):
     # --- the walk ---------------------------------------------------------------------------------------
 
     cdef inline int _public_action(self, uint32_t tag, uint16_t vr, int32_t* arg) noexcept:
-        cdef int lo = 0, hi = self.n_pub - 1, mid, i, slot
-        while lo <= hi:
-            mid = (lo + hi) >> 1
-            if self.pub_tags[mid] == tag:
-                arg[0] = self.pub_args[mid]
-                return self.pub_actions[mid]
-            if self.pub_tags[mid] < tag:
-                lo = mid + 1
-            else:
-                hi = mid - 1
+        cdef int i, slot
+        cdef int32_t found
+        cdef uint32_t at = _pub_hash(tag, self.pub_shift)
+        while True:
+            found = self.pub_slots[at]
+            if found < 0:
+                break
+            if self.pub_tags[found] == tag:
+                arg[0] = self.pub_args[found]
+                return self.pub_actions[found]
+            at = (at + 1) & self.pub_mask
         for i in range(self.n_mask):
             if (tag & self.mask_masks[i]) == self.mask_values[i]:
                 arg[0] = self.mask_args[i]

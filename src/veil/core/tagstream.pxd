@@ -1,7 +1,7 @@
 # Low-level pieces of the tag-stream reader and writer: endian-aware reads, VR codes, a growable output
 # buffer. Everything here is `cdef inline` so it compiles into the module that cimports it.
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int16_t, int64_t
 from libc.string cimport memcpy
 from libc.stdlib cimport malloc, realloc, free
 
@@ -10,6 +10,9 @@ cdef extern from "vrtable.h":
     const int VEIL_VR_MASK_N
     const uint32_t veil_vr_tags[]
     const uint16_t veil_vr_codes[]
+    const int VEIL_VR_SLOT_SHIFT
+    const uint32_t VEIL_VR_SLOT_MASK
+    const int16_t veil_vr_slots[]
     const uint32_t veil_vr_mask_masks[]
     const uint32_t veil_vr_mask_values[]
     const uint16_t veil_vr_mask_codes[]
@@ -131,16 +134,17 @@ cdef inline bint vr_is_text(uint16_t vr) noexcept nogil:
 
 
 cdef inline uint16_t dictionary_vr(uint32_t tag) noexcept nogil:
-    """The data dictionary's VR for a public tag (binary search, then repeating-group masks); UN if unknown."""
-    cdef int lo = 0, hi = VEIL_VR_EXACT_N - 1, mid, i
-    while lo <= hi:
-        mid = (lo + hi) >> 1
-        if veil_vr_tags[mid] == tag:
-            return veil_vr_codes[mid]
-        if veil_vr_tags[mid] < tag:
-            lo = mid + 1
-        else:
-            hi = mid - 1
+    """The data dictionary's VR for a public tag (a direct table, then repeating-group masks); UN if unknown."""
+    cdef int i
+    cdef int16_t found
+    cdef uint32_t at = (tag * <uint32_t>2654435761u) >> VEIL_VR_SLOT_SHIFT
+    while True:
+        found = veil_vr_slots[at]
+        if found < 0:
+            break
+        if veil_vr_tags[found] == tag:
+            return veil_vr_codes[found]
+        at = (at + 1) & VEIL_VR_SLOT_MASK
     for i in range(VEIL_VR_MASK_N):
         if (tag & veil_vr_mask_masks[i]) == veil_vr_mask_values[i]:
             return veil_vr_mask_codes[i]
