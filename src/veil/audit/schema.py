@@ -35,6 +35,7 @@ __all__ = [
     "SCHEMA_METADATA_KEY",
     "ACTION_NAMES",
     "AUDIT_COLUMNS",
+    "SHARED_FIELDS",
     "STATUSES",
     "audit_schema",
     "scalar_types",
@@ -245,7 +246,8 @@ class AuditColumns:
             raise ValueError(f"shard must be >= 0, not {self.context.shard}")
         if not set(self.status) <= set(STATUSES):
             raise ValueError(f"a status is not one of {STATUSES}")
-        if n and not _DIGESTS.fullmatch("\n".join(self.input_digest) + "\n"):
+        if n and (_NOT_HEX.search("".join(self.input_digest)) or not 32 <= min(map(len, self.input_digest))
+                  or max(map(len, self.input_digest)) > 128):
             raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
         if n and min(self.time) < 0:
             raise ValueError("time must be microseconds since the epoch")
@@ -273,10 +275,10 @@ class RowContext(NamedTuple):
 
 
 # The AuditRow fields every row of a shard shares: their index in RowContext.
-_SHARED = {"run_id": 0, "shard": 1, "key_id": 2, "recipe_name": 3, "recipe_version": 4, "recipe_hash": 5,
+SHARED_FIELDS = _SHARED = {"run_id": 0, "shard": 1, "key_id": 2, "recipe_name": 3, "recipe_version": 4, "recipe_hash": 5,
            "veil_version": 6}
 _COLUMN_FIELDS = tuple(name for name in _AuditRowFields._fields if name not in _SHARED and name != "counts")
-_DIGESTS = re.compile(r"(?:[0-9a-f]{32,128}\n)*")
+_NOT_HEX = re.compile(r"[^0-9a-f]")
 
 
 def row_from_outcome(outcome: FileOutcome, context: RowContext, digest: str, listed_bytes: int = 0) -> AuditRow:
