@@ -292,3 +292,39 @@ def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path
         assert done.returncode == 0, done.stderr[-2000:]
         assert "HEAVY []" in done.stderr, done.stderr[-2000:]
         assert len(audit.read_audit(tmp_path / f"out{workers}")) == 130
+
+
+def test_a_shard_of_plain_files_travels_as_columns() -> None:
+    import pickle
+
+    from veil.engine.listing import Entry, EntryBlock, pack
+
+    plain = [Entry(f"/src/a/{i}.dcm", f"a/{i}.dcm", 100 + i) for i in range(5)]
+    block = pack(plain)
+    assert isinstance(block, EntryBlock) and block.prefix == "/src/"
+    assert list(block) == plain and block == plain and len(block) == 5
+    assert block[2] == plain[2] and block[1:3] == plain[1:3] and block[-1] == plain[-1]
+    assert block.paths() == [e.path for e in plain]
+    again = pickle.loads(pickle.dumps(block))
+    assert again == block and list(again) == plain
+    many = [Entry(f"/src/archive/p{i:04d}/s01/i{i:04d}.dcm", f"p{i:04d}/s01/i{i:04d}.dcm", 12_000) for i in range(1000)]
+    assert len(pickle.dumps(pack(many))) < len(pickle.dumps(many)) / 2
+    # A listing refusal, or paths that are not one prefix + their relative paths, keep the entries as they are.
+    refused = [*plain, Entry("/src/b", "b", error="directory loop")]
+    assert pack(refused) is refused
+    listed = [Entry("/src/a/0.dcm", "a/0.dcm", 1), Entry("/elsewhere/a/1.dcm", "a/1.dcm", 1)]
+    assert pack(listed) is listed
+    assert pack([]) == []
+    with pytest.raises(ValueError, match="sizes"):
+        EntryBlock("/src/", ["a"], [])
+
+
+def test_shards_of_a_walk_are_blocks_and_cut_as_before(archive) -> None:
+    from veil.engine.listing import EntryBlock
+
+    listed = list(engine.list_inputs(str(archive)))
+    cut = list(engine.shards(iter(listed), 8, 1 << 40))
+    assert [number for number, _ in cut] == list(range(len(cut)))
+    assert [entry for _, block in cut for entry in block] == listed
+    kinds = {type(block) for _, block in cut}
+    assert EntryBlock in kinds and list in kinds, "plain shards as blocks, the one with a refusal as a list"

@@ -30,7 +30,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,7 @@ def run(
     )
     listing = shards(inputs, shard_files, shard_bytes)
     # Look ahead one shard: a job of one shard has nothing to share out, it stays in this process.
-    head: list[tuple[int, list[Entry]]] = list(itertools.islice(listing, 2))
+    head: list[tuple[int, Sequence[Entry]]] = list(itertools.islice(listing, 2))
     all_shards = _counted(itertools.chain(head, listing), summary)
     reid_writer: Callable[..., object] | None = service.write_reid_table if service is not None else None
     try:
@@ -305,7 +305,7 @@ def run(
     return summary
 
 
-def _counted(items: Iterator[tuple[int, list[Entry]]], summary: RunSummary) -> Iterator[tuple[int, list[Entry]]]:
+def _counted(items: Iterator[tuple[int, Sequence[Entry]]], summary: RunSummary) -> Iterator[tuple[int, Sequence[Entry]]]:
     """Passes shards through; when the listing ends, the job's size is known (for the ETA)."""
     seen = 0
     for number, entries in items:
@@ -314,7 +314,7 @@ def _counted(items: Iterator[tuple[int, list[Entry]]], summary: RunSummary) -> I
     summary.listed = seen
 
 
-def _pending(items: Iterator[tuple[int, list[Entry]]], done: set[int],
+def _pending(items: Iterator[tuple[int, Sequence[Entry]]], done: set[int],
              summary: RunSummary) -> Iterator[tuple[Any, ...]]:
     """The shards still to run: those a resumed run finished before are counted and skipped."""
     for number, entries in items:

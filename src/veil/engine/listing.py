@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple, overload
 
 from veil.core._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 
-__all__ = ["Entry", "list_inputs"]
+__all__ = ["Entry", "EntryBlock", "list_inputs", "pack"]
 
 
 class Entry(NamedTuple):
@@ -21,6 +21,73 @@ class Entry(NamedTuple):
     rel: str
     size: int = 0
     error: str = ""
+
+
+class EntryBlock(Sequence[Entry]):
+    """A shard of plain files as columns: the paths' common ``prefix``, each path relative to SRC (``rels``) and
+    each size; its entries are made on demand. What a shard that the listing refused nothing of is sent to a
+    worker as: a third of the bytes of its Entry tuples, pickled in a fifth of the time, and the native batch
+    path reads the columns without making an Entry per file (see :func:`pack`)."""
+
+    __slots__ = ("prefix", "rels", "sizes")
+
+    def __init__(self, prefix: str, rels: list[str], sizes: list[int]) -> None:
+        if len(rels) != len(sizes):
+            raise ValueError(f"{len(rels)} paths but {len(sizes)} sizes")
+        self.prefix = prefix
+        self.rels = rels
+        self.sizes = sizes
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Entry]: ...
+    def __getitem__(self, index: int | slice) -> Entry | list[Entry]:
+        if isinstance(index, slice):
+            return [Entry(self.prefix + rel, rel, size) for rel, size in zip(self.rels[index], self.sizes[index],
+                                                                              strict=True)]
+        rel = self.rels[index]
+        return Entry(self.prefix + rel, rel, self.sizes[index])
+
+    def __iter__(self) -> Iterator[Entry]:
+        prefix = self.prefix
+        for rel, size in zip(self.rels, self.sizes, strict=True):
+            yield Entry(prefix + rel, rel, size)
+
+    def paths(self) -> list[str]:
+        prefix = self.prefix
+        return [prefix + rel for rel in self.rels]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EntryBlock):
+            return (self.prefix, self.rels, self.sizes) == (other.prefix, other.rels, other.sizes)
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable columns, as a list
+
+    def __repr__(self) -> str:
+        return f"EntryBlock({self.prefix!r}, {len(self)} entries)"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EntryBlock, (self.prefix, self.rels, self.sizes)
+
+
+def pack(entries: list[Entry]) -> Sequence[Entry]:
+    """``entries`` as an :class:`EntryBlock` when each is a plain file whose path is one common prefix + its
+    path relative to SRC (a walk of SRC), else as they are (refusals, a ``--files-from`` listing)."""
+    if not entries:
+        return entries
+    first = entries[0]
+    if first.error or not first.path.endswith(first.rel):
+        return entries
+    prefix = first.path[:len(first.path) - len(first.rel)]
+    for entry in entries:
+        if entry.error or entry.path != prefix + entry.rel:
+            return entries
+    return EntryBlock(prefix, [entry.rel for entry in entries], [entry.size for entry in entries])
 
 
 def list_inputs(src: str, files_from: str | None = None) -> Iterator[Entry]:

@@ -78,7 +78,7 @@ def read_deferred(dst: str, run_id: str) -> dict[int, list[tuple[int, str, str]]
     return found
 
 
-def series_tasks(dst: str, run_id: str, listing: Iterator[tuple[int, list[Entry]]]) -> list[tuple[int, SeriesBatch]]:
+def series_tasks(dst: str, run_id: str, listing: Iterator[tuple[int, Sequence[Entry]]]) -> list[tuple[int, SeriesBatch]]:
     """The series tasks of a run whose shards are done: ``listing`` is the run's shards cut again; each series
     set aside becomes one task, numbered after the last shard in the order its first file was listed."""
     deferred = read_deferred(dst, run_id)

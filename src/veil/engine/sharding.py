@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -32,7 +32,7 @@ from veil.audit.schema import (
 from veil.audit.tally import Tally
 from veil.audit.write import write_shard
 from veil.engine.executor import FatalRunError
-from veil.engine.listing import Entry
+from veil.engine.listing import Entry, EntryBlock, pack
 from veil.engine.series import SeriesBatch, series_outcomes, write_deferred
 from veil.errors import VeilError
 from veil.keys import KeyedFunctions
@@ -112,8 +112,9 @@ def choose_shard_files(entries: Iterator[Entry], workers: int) -> tuple[int, Ite
     return max(MIN_SHARD_FILES, min(SHARD_FILES, per_shard)), iter(head)
 
 
-def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, list[Entry]]]:
-    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs)."""
+def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, Sequence[Entry]]]:
+    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs); a
+    shard of plain files as an :class:`~veil.engine.listing.EntryBlock` (:func:`~veil.engine.listing.pack`)."""
     batch: list[Entry] = []
     size = 0
     number = 0
@@ -121,11 +122,11 @@ def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator
         batch.append(entry)
         size += entry.size
         if len(batch) >= max_files or size >= max_bytes:
-            yield number, batch
+            yield number, pack(batch)
             number += 1
             batch, size = [], 0
     if batch:
-        yield number, batch
+        yield number, pack(batch)
 
 
 # --- the shard function (runs in this process, in a pool process or as a Ray task) -------------------------
@@ -162,7 +163,7 @@ def service_numbers(service: Any, counter: Any) -> NumberSource:
     return numbers
 
 
-def _number_values(worker: Deidentifier, shard: int, entries: list[Entry], number_source: NumberSource | None) -> None:
+def _number_values(worker: Deidentifier, shard: int, entries: Sequence[Entry], number_source: NumberSource | None) -> None:
     """Before a shard is rewritten: the values its files will pseudonymise that this worker has no number for
     yet, numbered by the key service in one call (which journals them before it answers)."""
     lookup = worker.pseudonyms
@@ -178,7 +179,7 @@ def _number_values(worker: Deidentifier, shard: int, entries: list[Entry], numbe
 def process_shard(
     ctx: ShardContext,
     shard: int,
-    entries: list[Entry],
+    entries: Sequence[Entry],
     functions_source: Callable[[], KeyedFunctions | None],
     audit_key: bytes,
     reid_sink: Callable[[int, list[tuple[str, bytes, bytes]]], object] | None = None,
@@ -291,32 +292,41 @@ def process_shard(
     return ShardResult(shard, tally, os.uname().nodename)
 
 
-def _native_shard(ctx: ShardContext, shard: int, entries: list[Entry], worker: Deidentifier, context: RowContext,
-                  keyed: Any, custodian: Any) -> ShardResult:
+def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worker: Deidentifier,
+                  context: RowContext, keyed: Any, custodian: Any) -> ShardResult:
     """:func:`process_shard` for a shard the core can do alone (a native Deidentifier; no re-identification
     pairs, change records, defacing or study layout): one call into the core for all its files
     (:meth:`~veil.pipeline.Deidentifier.native_files`), the audit made as columns (no object per file), the
     same rows, quarantine copies and part as the per-file loop."""
     prefix = context.dst_prefix
-    todo = [index for index, entry in enumerate(entries) if not entry.error]
-    chosen = entries if len(todo) == len(entries) else [entries[index] for index in todo]
+    n = len(entries)
+    todo: Sequence[int]
+    if isinstance(entries, EntryBlock):  # plain files, as columns: no Entry is made
+        todo = range(n)
+        rels = entries.rels
+        sources = entries.paths()
+        sizes = entries.sizes
+    else:
+        todo = [index for index, entry in enumerate(entries) if not entry.error]
+        rels = [entries[index].rel for index in todo]
+        sources = [entries[index].path for index in todo]
+        sizes = [entries[index].size for index in todo]
     (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
-     failures) = worker.native_files([entry.path for entry in chosen], [prefix + entry.rel for entry in chosen])
+     failures) = worker.native_files(sources, [prefix + rel for rel in rels])
     import numpy as np  # after the files: a run's first file waits for no import it does not need
 
-    n = len(entries)
-    matrix = np.frombuffer(counts, dtype=np.int32).reshape(len(chosen), len(ACTION_NAMES))
-    status = ["written"] * len(chosen)
-    reason = [""] * len(chosen)
-    output_path = [entry.rel for entry in chosen]
+    matrix = np.frombuffer(counts, dtype=np.int32).reshape(len(rels), len(ACTION_NAMES))
+    status = ["written"] * len(rels)
+    reason = [""] * len(rels)
+    output_path = list(rels)
     for position, exc in failures:
         status[position] = "quarantined"
         reason[position] = refusal_reason(exc)  # a full disk raised in the core already
         output_path[position] = ""
-        in_bytes[position] = chosen[position].size
+        in_bytes[position] = sizes[position]
     columns = [in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason,
                micros, times]
-    if len(chosen) < n:  # listing refusals (a symlink out of SRC, an unreadable folder): rows of their own
+    if len(rels) < n:  # listing refusals (a symlink out of SRC, an unreadable folder): rows of their own
         now = time.time_ns() // 1000
         refused_row = [0, 0, "", "", "", "", "", "", "quarantined", "", 0, now]
         full: list[list[Any]] = [list(refused_row[i] for _ in range(n)) for i in range(len(columns))]
@@ -329,18 +339,19 @@ def _native_shard(ctx: ShardContext, shard: int, entries: list[Entry], worker: D
                 full[9][index] = entry.error
         columns = full
         wide = np.zeros((n, len(ACTION_NAMES)), dtype=np.int32)
-        wide[todo] = matrix
+        wide[list(todo)] = matrix
         matrix = wide
     (in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason, micros,
      times) = columns
+    all_rels = rels if len(rels) == n else [entry.rel for entry in entries]
     digests = []
-    for entry in entries:  # as audit.input_digest: the keyed digest of the path relative to SRC
+    for rel in all_rels:  # as audit.input_digest: the keyed digest of the path relative to SRC
         hasher = keyed.copy()
-        hasher.update(os.fsencode(entry.rel))
+        hasher.update(os.fsencode(rel))
         digests.append(hasher.hexdigest())
     reasons: Counter[str] = Counter()
     quarantined = 0
-    if failures or len(chosen) < n:
+    if failures or len(rels) < n:
         for index, entry in enumerate(entries):
             if status[index] != "written":
                 quarantined += 1
