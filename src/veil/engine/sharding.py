@@ -329,9 +329,9 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
     if len(rels) < n:  # listing refusals (a symlink out of SRC, an unreadable folder): rows of their own
         now = time.time_ns() // 1000
         refused_row = [0, 0, "", "", "", "", "", "", "quarantined", "", 0, now]
-        full: list[list[Any]] = [list(refused_row[i] for _ in range(n)) for i in range(len(columns))]
-        for position, index in enumerate(todo):
-            for column, values in zip(full, columns, strict=True):
+        full: list[list[Any]] = [[value] * n for value in refused_row]
+        for column, values in zip(full, columns, strict=True):
+            for position, index in enumerate(todo):
                 column[index] = values[position]
         for index, entry in enumerate(entries):
             if entry.error:
