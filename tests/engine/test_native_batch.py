@@ -263,7 +263,7 @@ def test_sigkill_mid_batch_run_then_resume_is_byte_identical(tmp_path, workers, 
 
 def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path) -> None:
     """Start-up: ``veil run`` imports none of the heavy modules before its first file (the audit writers import
-    pyarrow and numpy when the first shard's part is written)."""
+    pyarrow and numpy when the first shard's part is written), and pyarrow.compute not at all."""
     import subprocess
     import sys
 
@@ -284,6 +284,8 @@ def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path
         "    pipeline.Deidentifier.native_files = real\n"
         "    return real(self, srcs, dsts)\n"
         "pipeline.Deidentifier.native_files = first\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('COMPUTE', 'pyarrow.compute' in sys.modules, file=sys.stderr))\n"
         "from veil.cli.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n")
     for workers in ("1", "2"):
@@ -291,6 +293,8 @@ def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path
                                str(key), "--recipe", BASIC, "--workers", workers], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "HEAVY []" in done.stderr, done.stderr[-2000:]
+        # Nor pyarrow.compute (46 ms) at all: the audit parts and the run's totals are made without it.
+        assert "COMPUTE False" in done.stderr, done.stderr[-2000:]
         assert len(audit.read_audit(tmp_path / f"out{workers}")) == 130
 
 
