@@ -15,7 +15,6 @@ a marker in its environment, and teardown kills every process that has it and ch
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from trees import tree
 
 from veil import audit
 from veil.cli.main import EXIT_OK, main
@@ -42,13 +42,6 @@ MARKER = "VEIL_TEST_RAY_CLUSTER"
 STARTED = "Ray runtime started"
 
 
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every output file (the .veil folder excluded)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".veil" not in p.relative_to(root).parts
-    }
 
 
 # --- the manifests --------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from killing import kill_mid_run
+from trees import tree
 
 from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, EXIT_QUARANTINED, main
@@ -37,13 +37,6 @@ def compiled():
     return compile_recipe(load_recipe("research"))
 
 
-def tree(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every output file (the .veil folder excluded)."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".veil" not in p.relative_to(root).parts
-    }
 
 
 def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from trees import tree
 
 from veil import audit, engine
 from veil.audit import AuditColumns, RowContext
@@ -47,12 +48,6 @@ def basic():
     return compile_recipe(load_recipe(BASIC))
 
 
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".veil" not in p.relative_to(root).parts
-    }
 
 
 def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:  # type: ignore[no-untyped-def]

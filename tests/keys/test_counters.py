@@ -3,7 +3,6 @@ every execution mode, kept in the re-identification table, consistent across a k
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from killing import kill_mid_run
+from trees import tree
 
 from veil import audit, engine
 from veil.cli.main import EXIT_FATAL, EXIT_OK, main
@@ -45,12 +45,6 @@ def compiled():
     return compile_recipe(load_recipe(RECIPE))
 
 
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".veil" not in p.relative_to(root).parts
-    }
 
 
 def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:
