@@ -1,7 +1,7 @@
 # Included by _core.pyx. A Plan (veil.core.plan) compiled once into the C tables a Rewriter's walk reads:
-# public tags sorted for a binary search, repeating-group masks, per-VR defaults, one 256-entry action row per
-# private creator block, and the inserted elements encoded for each transfer syntax. The tables are freed by
-# Rewriter.__dealloc__.
+# public tags with a direct table over them (tag hash -> index), repeating-group masks, per-VR defaults, one
+# 256-entry action row per private creator block, and the inserted elements encoded for each transfer syntax.
+# The tables are freed by Rewriter.__dealloc__.
 
 cdef _compile_inserts(Rewriter rw, plan):
     cdef int i
