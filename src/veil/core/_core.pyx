@@ -49,7 +49,6 @@ cdef extern from "fileio.h" nogil:
 
 from tagstream cimport *
 
-import hashlib
 import os
 import zlib
 

@@ -72,6 +72,8 @@ cdef RewriteResult _make_result(Rewriter rw, source, data, Meta meta, bint defla
             # the input's digest, so the same input always gets the same, non-identifying UID.
             if rw.hole_at >= 0:
                 raise _NeedWholeFile()
+            import hashlib  # here: rare, and OpenSSL's hashlib costs every process 5 ms to import
+
             original = "sha256:" + hashlib.sha256(data).hexdigest()
         if not original.isascii():
             rw._fail(0, "SOP Instance UID holds characters that are not ASCII")

@@ -28,7 +28,6 @@ import errno
 import functools
 import itertools
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,9 +51,6 @@ from veil.audit import (
 )
 from veil.audit.retention import resolve_policy
 from veil.audit.schema import iso_time
-from veil.engine import inline
-from veil.engine import local as local_pool
-from veil.engine import ray as on_ray
 from veil.engine.executor import Executor, FatalRunError
 from veil.engine.listing import Entry, list_inputs
 from veil.engine.series import series_tasks
@@ -199,7 +195,7 @@ def run(
     run_audit_key = audit_key(key, run_id)
     operator = options.operator or login_name()
     invocation: dict[str, Any] = {"run_id": run_id, "started": iso_time(int(started * 1e6)), "finished": None,
-                                  "operator": operator, "host": socket.gethostname(), "resumed": options.resume}
+                                  "operator": operator, "host": os.uname().nodename, "resumed": options.resume}
     if options.command is not None:
         invocation["command"] = _command_record(options.command, options, run_audit_key)
     runs = _earlier_runs(prior) + [invocation]
@@ -257,11 +253,19 @@ def run(
     try:
         executor: Executor[ShardResult]
         local = options.address is None and not options.force_ray
+        # Each executor's module is imported where it runs (the pool's multiprocessing costs a run in this
+        # process 12 ms of start-up).
         if local and options.workers > 1 and len(head) > 1:
+            from veil.engine import local as local_pool
+
             executor = local_pool.shard_executor(options, ctx, service, run_audit_key)
         elif local:
+            from veil.engine import inline
+
             executor = inline.shard_executor(ctx, service, run_audit_key)
         else:
+            from veil.engine import ray as on_ray
+
             executor, reid_writer = on_ray.shard_executor(options, ctx, key, run_audit_key)
         summary.mode = executor.mode
         with executor:
