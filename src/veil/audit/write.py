@@ -48,7 +48,7 @@ _ZARR_CHUNK_ROWS = 65536
 
 def _table(rows: Sequence[AuditRow], matrix: np.ndarray) -> pa.Table:
     """The rows as an Arrow table. The count columns come from ``matrix`` (checked by :func:`counts_matrix`),
-    converted from Python lists: pyarrow's first conversion from numpy costs a worker process 7-10 ms."""
+    made over its bytes (:func:`_count_arrays`)."""
     import pyarrow as pa
 
     types = scalar_types()
