@@ -40,8 +40,8 @@ def generate() -> str:
     lines += [",".join(f"0x{t:08X}u" for t, _ in exact[i : i + 8]) + "," for i in range(0, len(exact), 8)]
     lines += ["};", "static const uint16_t veil_vr_codes[VEIL_VR_EXACT_N] = {"]
     lines += [",".join(f"0x{c:04X}" for _, c in exact[i : i + 12]) + "," for i in range(0, len(exact), 12)]
-    # A direct table over the exact tags (Fibonacci hashing, linear probing): the core's per-element lookup,
-    # one or two probes rather than a binary search of 13 steps over the whole table.
+    # A direct table over the exact tags (Fibonacci hashing, linear probing, as the core's tag_slot probes it):
+    # the core's per-element lookup, one or two probes rather than a binary search of 13 steps.
     bits = max(4, (2 * len(exact) - 1).bit_length())
     slots = [-1] * (1 << bits)
     for index, (tag, _) in enumerate(exact):

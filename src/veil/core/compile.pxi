@@ -32,10 +32,6 @@ cdef int32_t _value_arg(Rewriter rw, rule) except -2:
     return len(rw.values) - 1
 
 
-cdef inline uint32_t _pub_hash(uint32_t tag, int shift) noexcept nogil:
-    return (tag * <uint32_t>2654435761u) >> shift
-
-
 cdef _compile_tables(Rewriter rw, plan):
     cdef int i
     items = sorted((int(t), r) for t, r in plan.tags.items() if not (int(t) >> 16) & 1)
@@ -61,7 +57,7 @@ cdef _compile_tables(Rewriter rw, plan):
         raise MemoryError()
     memset(rw.pub_slots, 0xFF, sizeof(int32_t) * (rw.pub_mask + 1))
     for i in range(rw.n_pub):
-        slot = _pub_hash(rw.pub_tags[i], rw.pub_shift)
+        slot = tag_slot(rw.pub_tags[i], rw.pub_shift)
         while rw.pub_slots[slot] >= 0:
             slot = (slot + 1) & rw.pub_mask
         rw.pub_slots[slot] = i

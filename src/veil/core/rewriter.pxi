@@ -160,7 +160,7 @@ cdef class Rewriter(TagReader):
     cdef inline int _public_action(self, uint32_t tag, uint16_t vr, int32_t* arg) noexcept:
         cdef int i, slot
         cdef int32_t found
-        cdef uint32_t at = _pub_hash(tag, self.pub_shift)
+        cdef uint32_t at = tag_slot(tag, self.pub_shift)
         while True:
             found = self.pub_slots[at]
             if found < 0:

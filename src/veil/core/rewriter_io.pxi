@@ -6,21 +6,22 @@
 HEAD_BYTES = 32768  # what a large file's head is read as: the elements before its Pixel Data value
 
 
-cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_days, bint direct):
-    """The body of Rewriter.rewrite_file (documented there): ``(result, input_bytes, output_bytes)``."""
-    cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
-    cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
+cdef bytes _temporary(bytes bdst, bint direct):
+    """The name an output is written under: ``.NAME.veil-tmp`` beside it, or (``direct``) the output itself,
+    the same object, so the same pointer: no rename."""
+    if direct:
+        return bdst
     cdef Py_ssize_t slash = bdst.rfind(b"/")
-    # direct: the "temporary" is the output itself (the same object, so the same pointer: no rename).
-    cdef bytes btmp = bdst if direct else bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
-    tmp = btmp.decode("utf-8", "surrogateescape")
+    return bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
+
+
+cdef int _open_input(str src, Py_ssize_t* size) except -1:
+    """An input opened for reading, its size in ``size``: OSError when it cannot be opened, MalformedDicom when
+    it is not a regular file or is empty (closed again then)."""
+    cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
     cdef const char* csrc = bsrc
     cdef int fd
     cdef struct_stat st
-    cdef Py_ssize_t size, got = 0, r
-    cdef char* p
-    cdef void* mapped = MAP_FAILED
-    cdef bytes data
     with nogil:
         fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
     if fd < 0:
@@ -30,9 +31,44 @@ cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_
             _raise_errno(errno, src)
         if not S_ISREG(st.st_mode):
             raise MalformedDicom(src, 0, "not a regular file")
-        size = st.st_size
-        if size == 0:
+        if st.st_size == 0:
             raise MalformedDicom(src, 0, "empty file")
+    except BaseException:
+        close(fd)
+        raise
+    size[0] = st.st_size
+    return fd
+
+
+cdef bytes _read_whole(int fd, Py_ssize_t size, str src):
+    """The ``size`` bytes of an open input (fewer if it shrank while it was read: parse what is there, and a
+    truncated file fails)."""
+    cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
+    cdef char* p = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t got = 0, r
+    while got < size:
+        with nogil:
+            r = read(fd, p + got, size - got)
+        if r < 0:
+            if errno == EINTR:
+                continue
+            _raise_errno(errno, src)
+        if r == 0:
+            break
+        got += r
+    return data if got == size else data[:got]
+
+
+cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_days, bint direct):
+    """The body of Rewriter.rewrite_file (documented there): ``(result, input_bytes, output_bytes)``."""
+    cdef bytes bdst = dst.encode("utf-8", "surrogateescape")
+    cdef bytes btmp = _temporary(bdst, direct)
+    tmp = btmp.decode("utf-8", "surrogateescape")
+    cdef Py_ssize_t size
+    cdef void* mapped = MAP_FAILED
+    cdef bytes data
+    cdef int fd = _open_input(src, &size)
+    try:
         if size > limit:
             done = _rewrite_around_pixels(rw, fd, size, src, shift_days)
             if done is not None:
@@ -50,24 +86,11 @@ cdef tuple _rewrite_file(Rewriter rw, str src, str dst, Py_ssize_t limit, shift_
                     (<RewriteResult>result).pixels = None  # a view of the mapping, about to go
                 munmap(mapped, <size_t>size)
             return result, size, written
-        data = PyBytes_FromStringAndSize(NULL, size)
-        p = PyBytes_AS_STRING(data)
-        while got < size:
-            with nogil:
-                r = read(fd, p + got, size - got)
-            if r < 0:
-                if errno == EINTR:
-                    continue
-                _raise_errno(errno, src)
-            if r == 0:
-                break  # the file shrank while it was read: parse what is there (a truncated file fails)
-            got += r
+        data = _read_whole(fd, size, src)
     finally:
         close(fd)
-    if got < size:
-        data = data[:got]
     result = rw.rewrite(data, shift_days, src)
-    return result, got, _write_and_rename(result, btmp, bdst, tmp)
+    return result, len(data), _write_and_rename(result, btmp, bdst, tmp)
 
 
 cdef _rewrite_around_pixels(Rewriter rw, int fd, Py_ssize_t size, str src, shift_days):
@@ -247,42 +270,20 @@ cdef enum:
 cdef object _read_small(str src, Py_ssize_t limit):
     """A whole input of ``limit`` bytes or fewer as bytes, or its size (an int) when it is larger. Raises
     OSError or MalformedDicom as :func:`_rewrite_file` does."""
-    cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
-    cdef const char* csrc = bsrc
-    cdef int fd
-    cdef struct_stat st
-    cdef Py_ssize_t size, got = 0, r
-    cdef bytes data
-    cdef char* p
-    with nogil:
-        fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
-    if fd < 0:
-        _raise_errno(errno, src)
+    cdef Py_ssize_t size
+    cdef int fd = _open_input(src, &size)
     try:
-        if fstat(fd, &st) != 0:
-            _raise_errno(errno, src)
-        if not S_ISREG(st.st_mode):
-            raise MalformedDicom(src, 0, "not a regular file")
-        size = st.st_size
-        if size == 0:
-            raise MalformedDicom(src, 0, "empty file")
-        if size > limit:
-            return size
-        data = PyBytes_FromStringAndSize(NULL, size)
-        p = PyBytes_AS_STRING(data)
-        while got < size:
-            with nogil:
-                r = read(fd, p + got, size - got)
-            if r < 0:
-                if errno == EINTR:
-                    continue
-                _raise_errno(errno, src)
-            if r == 0:
-                break
-            got += r
+        return size if size > limit else _read_whole(fd, size, src)
     finally:
         close(fd)
-    return data if got == size else data[:got]
+
+
+cdef int _refuse(list failures, Py_ssize_t index, exc) except -1:
+    """Records a file the batch refuses; a full disk is raised instead (it stops the run)."""
+    if isinstance(exc, OSError) and (exc.errno == ENOSPC or exc.errno == EDQUOT):
+        raise exc
+    failures.append((index, exc))
+    return 0
 
 
 cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, bint direct):
@@ -304,7 +305,6 @@ cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, b
     cdef bint pending[PHASE_FILES_C]  # rewritten in memory, not written yet
     cdef list phase = [None] * PHASE_FILES_C
     cdef bytes bdst, btmp
-    cdef Py_ssize_t slash
     for k in range(0, n, PHASE_FILES_C):
         stop = min(n, k + PHASE_FILES_C)
         # Read: each input whole (or its size, when it is large: done whole below).
@@ -312,12 +312,9 @@ cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, b
             clock_gettime(CLOCK_MONOTONIC, &t0)
             try:
                 phase[i - k] = _read_small(<str>srcs[i], limit)
-            except OSError as exc:
+            except (OSError, VeilError) as exc:
                 phase[i - k] = None
-                failures.append((i, exc))
-            except VeilError as exc:
-                phase[i - k] = None
-                failures.append((i, exc))
+                _refuse(failures, i, exc)
             clock_gettime(CLOCK_MONOTONIC, &t1)
             spent[i - k] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         # Rewrite: in memory, caches warm from one file to the next.
@@ -337,14 +334,9 @@ cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, b
                     phase[i - k] = (<tuple>done_file)[0]
                     in_bytes[i] = (<tuple>done_file)[1]
                     out_bytes[i] = (<tuple>done_file)[2]
-            except OSError as exc:
-                if exc.errno == ENOSPC or exc.errno == EDQUOT:
-                    raise
+            except (OSError, VeilError) as exc:
                 phase[i - k] = None
-                failures.append((i, exc))
-            except VeilError as exc:
-                phase[i - k] = None
-                failures.append((i, exc))
+                _refuse(failures, i, exc)
             clock_gettime(CLOCK_MONOTONIC, &t1)
             spent[i - k] += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         # Write: one writev each (under a temporary name then renamed, or direct).
@@ -356,19 +348,13 @@ cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, b
             if pending[i - k]:
                 clock_gettime(CLOCK_MONOTONIC, &t0)
                 bdst = (<str>dsts[i]).encode("utf-8", "surrogateescape")
-                if direct:
-                    btmp = bdst
-                else:
-                    slash = bdst.rfind(b"/")
-                    btmp = bdst[:slash + 1] + b"." + bdst[slash + 1:] + b".veil-tmp"
+                btmp = _temporary(bdst, direct)
                 try:
                     out_bytes[i] = _write_and_rename(result, btmp, bdst,
                                                      btmp.decode("utf-8", "surrogateescape"))
                 except OSError as exc:
-                    if exc.errno == ENOSPC or exc.errno == EDQUOT:
-                        raise
                     phase[i - k] = None
-                    failures.append((i, exc))
+                    _refuse(failures, i, exc)
                     continue
                 finally:
                     result.pixels = None
@@ -386,10 +372,6 @@ cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, b
             for j in range(N_ACTIONS):
                 row[j] = <int32_t>result._counts[j]
             phase[i - k] = None
-    failures.sort(key=_first)
+    failures.sort()  # in file order (the phases found them out of it); each index is there once
     return (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
             failures)
-
-
-def _first(pair):
-    return pair[0]

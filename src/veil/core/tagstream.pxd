@@ -133,11 +133,17 @@ cdef inline bint vr_is_text(uint16_t vr) noexcept nogil:
             or vr == VR_TM or vr == VR_UC or vr == VR_UR or vr == VR_UT)
 
 
+cdef inline uint32_t tag_slot(uint32_t tag, int shift) noexcept nogil:
+    """A tag's first slot in a direct table of 2**(32 - shift) slots (Fibonacci hashing; linear probing from
+    there): the VR table's (scripts/gen_vrtable.py makes its slots the same way) and a compiled Plan's."""
+    return (tag * <uint32_t>2654435761u) >> shift
+
+
 cdef inline uint16_t dictionary_vr(uint32_t tag) noexcept nogil:
     """The data dictionary's VR for a public tag (a direct table, then repeating-group masks); UN if unknown."""
     cdef int i
     cdef int16_t found
-    cdef uint32_t at = (tag * <uint32_t>2654435761u) >> VEIL_VR_SLOT_SHIFT
+    cdef uint32_t at = tag_slot(tag, VEIL_VR_SLOT_SHIFT)
     while True:
         found = veil_vr_slots[at]
         if found < 0:
