@@ -120,6 +120,16 @@ class _AuditRowFields(NamedTuple):
     time: int = 0
 
 
+def _leaves_dst(out: str) -> bool:
+    """Whether an output path is absolute or climbs out of DST. Cheap string tests first (this runs once per
+    file); the path parse only for suspicious values."""
+    return bool(out) and (out[0] in "/\\" or ":" in out or ".." in out) and (
+        PurePosixPath(out).is_absolute()
+        or PureWindowsPath(out).is_absolute()
+        or ".." in PurePosixPath(out.replace("\\", "/")).parts
+    )
+
+
 class AuditRow(_AuditRowFields):
     """What was done to one input instance; identifiers are the NEW values, the input only a keyed digest.
 
@@ -142,13 +152,7 @@ class AuditRow(_AuditRowFields):
             raise ValueError(f"shard must be >= 0, not {self.shard}")
         if self.time < 0:
             raise ValueError(f"time must be microseconds since the epoch, not {self.time}")
-        out = self.output_path
-        # Cheap string tests first (this runs once per file); the path parse only for suspicious values.
-        if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
-            PurePosixPath(out).is_absolute()
-            or PureWindowsPath(out).is_absolute()
-            or ".." in PurePosixPath(out.replace("\\", "/")).parts
-        ):
+        if _leaves_dst(self.output_path):
             raise ValueError("output_path must be relative to DST and stay inside it")
         return self
 
@@ -163,7 +167,6 @@ AUDIT_COLUMNS: tuple[str, ...] = tuple(
     for name in AuditRow._fields
     for col in ((count_column(a) for a in ACTION_NAMES) if name == "counts" else (name,))
 )
-
 
 
 @functools.cache
@@ -227,13 +230,6 @@ class AuditColumns:
     def __len__(self) -> int:  # the rows
         return len(self.input_digest)
 
-    def column(self, name: str) -> list[Any]:
-        """The values of one :class:`AuditRow` field (``counts`` aside), those the shard shares repeated."""
-        if name in _SHARED:
-            return [self.context[_SHARED[name]]] * len(self)
-        values: list[Any] = getattr(self, name)
-        return values
-
     def check(self) -> None:
         """Raises ValueError where a row would not be a valid :class:`AuditRow` (fail closed)."""
         n = len(self)
@@ -251,13 +247,8 @@ class AuditColumns:
             raise ValueError("input_digest must be a lowercase hex keyed digest (32-128 digits), not a path")
         if n and min(self.time) < 0:
             raise ValueError("time must be microseconds since the epoch")
-        for out in self.output_path:
-            if out and (out[0] in "/\\" or ":" in out or ".." in out) and (
-                PurePosixPath(out).is_absolute()
-                or PureWindowsPath(out).is_absolute()
-                or ".." in PurePosixPath(out.replace("\\", "/")).parts
-            ):
-                raise ValueError("output_path must be relative to DST and stay inside it")
+        if any(map(_leaves_dst, self.output_path)):
+            raise ValueError("output_path must be relative to DST and stay inside it")
 
 
 class RowContext(NamedTuple):
@@ -275,9 +266,9 @@ class RowContext(NamedTuple):
 
 
 # The AuditRow fields every row of a shard shares: their index in RowContext.
-SHARED_FIELDS = _SHARED = {"run_id": 0, "shard": 1, "key_id": 2, "recipe_name": 3, "recipe_version": 4, "recipe_hash": 5,
-           "veil_version": 6}
-_COLUMN_FIELDS = tuple(name for name in _AuditRowFields._fields if name not in _SHARED and name != "counts")
+SHARED_FIELDS = {"run_id": 0, "shard": 1, "key_id": 2, "recipe_name": 3, "recipe_version": 4, "recipe_hash": 5,
+                 "veil_version": 6}
+_COLUMN_FIELDS = tuple(name for name in _AuditRowFields._fields if name not in SHARED_FIELDS and name != "counts")
 _NOT_HEX = re.compile(r"[^0-9a-f]")
 
 

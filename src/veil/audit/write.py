@@ -91,7 +91,7 @@ def _columns_table(columns: AuditColumns) -> pa.Table:
         elif name in SHARED_FIELDS:  # one value on every row (pa.repeat: no pyarrow.compute, 46 ms to import)
             arrays.append(pa.repeat(pa.scalar(columns.context[SHARED_FIELDS[name]], types[name]), len(columns)))
         else:
-            arrays.append(pa.array(columns.column(name), type=types[name]))
+            arrays.append(pa.array(getattr(columns, name), type=types[name]))
     return pa.Table.from_arrays(arrays, schema=audit_schema())
 
 

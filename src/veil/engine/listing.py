@@ -68,8 +68,8 @@ class EntryBlock(Sequence[Entry]):
 
     __hash__ = None  # type: ignore[assignment]  # mutable columns, as a list
 
-    def __repr__(self) -> str:
-        return f"EntryBlock({self.prefix!r}, {len(self)} entries)"
+    def __repr__(self) -> str:  # no path: a folder's name in SRC may name a patient, and a repr can reach a log
+        return f"EntryBlock({len(self)} entries)"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return EntryBlock, (self.prefix, self.rels, self.sizes)

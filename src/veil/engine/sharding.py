@@ -300,17 +300,11 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
     same rows, quarantine copies and part as the per-file loop."""
     prefix = context.dst_prefix
     n = len(entries)
-    todo: Sequence[int]
     if isinstance(entries, EntryBlock):  # plain files, as columns: no Entry is made
-        todo = range(n)
-        rels = entries.rels
-        sources = entries.paths()
-        sizes = entries.sizes
+        rels, sources, sizes = entries.rels, entries.paths(), entries.sizes
     else:
-        todo = [index for index, entry in enumerate(entries) if not entry.error]
-        rels = [entries[index].rel for index in todo]
-        sources = [entries[index].path for index in todo]
-        sizes = [entries[index].size for index in todo]
+        files = [entry for entry in entries if not entry.error]
+        rels, sources, sizes = [e.rel for e in files], [e.path for e in files], [e.size for e in files]
     (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
      failures) = worker.native_files(sources, [prefix + rel for rel in rels])
     import numpy as np  # after the files: a run's first file waits for no import it does not need
@@ -324,25 +318,25 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
         reason[position] = refusal_reason(exc)  # a full disk raised in the core already
         output_path[position] = ""
         in_bytes[position] = sizes[position]
-    columns = [in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason,
-               micros, times]
-    if len(rels) < n:  # listing refusals (a symlink out of SRC, an unreadable folder): rows of their own
+    if len(rels) < n:
+        # Listing refusals (a symlink out of SRC, an unreadable folder) get rows of their own, in listing order:
+        # each column spread over every entry, a refusal's value where an entry has an error.
+        done = iter(range(len(rels)))
+        at = [-1 if entry.error else next(done) for entry in entries]
+
+        def spread(values: list[Any], refused: Any) -> list[Any]:
+            return [refused if i < 0 else values[i] for i in at]
+
         now = time.time_ns() // 1000
-        refused_row = [0, 0, "", "", "", "", "", "", "quarantined", "", 0, now]
-        full: list[list[Any]] = [[value] * n for value in refused_row]
-        for column, values in zip(full, columns, strict=True):
-            for position, index in enumerate(todo):
-                column[index] = values[position]
-        for index, entry in enumerate(entries):
-            if entry.error:
-                full[0][index] = entry.size
-                full[9][index] = entry.error
-        columns = full
+        in_bytes = [entry.size if i < 0 else in_bytes[i] for entry, i in zip(entries, at, strict=True)]
+        reason = [entry.error if i < 0 else reason[i] for entry, i in zip(entries, at, strict=True)]
+        out_bytes, micros, times = spread(out_bytes, 0), spread(micros, 0), spread(times, now)
+        output_path, status = spread(output_path, ""), spread(status, "quarantined")
+        sop_class, modality, study = spread(sop_class, ""), spread(modality, ""), spread(study, "")
+        series, sop_instance = spread(series, ""), spread(sop_instance, "")
         wide = np.zeros((n, len(ACTION_NAMES)), dtype=np.int32)
-        wide[list(todo)] = matrix
+        wide[[index for index, i in enumerate(at) if i >= 0]] = matrix
         matrix = wide
-    (in_bytes, out_bytes, output_path, sop_class, modality, study, series, sop_instance, status, reason, micros,
-     times) = columns
     all_rels = rels if len(rels) == n else [entry.rel for entry in entries]
     digests = []
     for rel in all_rels:  # as audit.input_digest: the keyed digest of the path relative to SRC
@@ -366,8 +360,7 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
     written = n - quarantined
     totals = matrix.sum(axis=0, dtype=np.int64)
     actions = Counter({name: int(v) for name, v in zip(ACTION_NAMES, totals, strict=True) if v})
-    input_total = sum(in_bytes) - sum(in_bytes[i] for i in range(n) if status[i] != "written") if quarantined \
-        else sum(in_bytes)
+    input_total = sum(size for size, done in zip(in_bytes, status, strict=True) if done == "written")
     tally = Tally(n, written, 0, quarantined, input_total, sum(out_bytes), reasons, actions)
     return ShardResult(shard, tally, os.uname().nodename)
 
