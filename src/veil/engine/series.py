@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from veil.deface.step import SeriesOutcome
     from veil.recipes.deface import DefacePolicy
 
-__all__ = ["DefacedSeries", "SeriesBatch", "deface_series", "read_deferred", "series_outcomes", "series_tasks",
+__all__ = ["DefacedSeries", "SeriesBatch", "change_record", "deface_series", "read_deferred", "series_outcomes", "series_tasks",
            "write_deferred"]
 
 
@@ -105,8 +105,9 @@ def series_outcomes(
     changes: list[tuple[int, list[Any]]] | None = None,
 ) -> list[FileOutcome | None]:
     """One outcome per entry of a series task (in its order; None for an entry the listing refused), the
-    outputs written; the series record is written beside the audit. An entry the per-file step refuses is quarantined on its own; if that leaves a
-    head series incomplete, the step refuses the rest too (a gap in the volume). With ``changes``
+    outputs written; the series record is written beside the audit. An entry the per-file step refuses is
+    quarantined on its own; if that leaves a head series incomplete, the step refuses the rest too (a gap in the
+    volume). With ``changes``
     (``--change-records``), each written file's change record goes there under its row: its place in the
     batch (every entry of a series task is one audit row, in order)."""
     from veil.core._core import peek
@@ -141,6 +142,11 @@ def series_outcomes(
     _write_json(deface_dir(ctx.dst) / f"series-{number:06d}.json", record)
     if result is None:
         return outcomes
+    writer = worker  # the Deidentifier that rewrote the written files (the marking one, for a defaced series)
+    if result.status == "defaced":
+        from veil.deface.series import marking
+
+        writer = worker.marked(marking(worker.plan.insert))
     first = True
     for j, i in enumerate(kept):
         entry = batch[i]
@@ -156,7 +162,7 @@ def series_outcomes(
             outcomes[i] = refused(entry.path, exc, started)
             continue
         if changes is not None:
-            changes.append((i, _change_rows(worker, result.status == "defaced", datas[j], out, entry.path)))
+            changes.append((i, change_record(writer, datas[j], out, entry.path)))
         pixel_record = redactions[j]
         if result.status == "defaced" and first:
             pixel_record = _rendering(result, new, pixel_record)
@@ -221,16 +227,16 @@ def deface_series(worker: Deidentifier, policy: DefacePolicy, why: str,
     return DefacedSeries(result, kept, counts, redactions, errors)
 
 
-def _change_rows(worker: Deidentifier, defaced: bool, before: bytes, after: bytes, path: str) -> list[Any]:
-    """The change record of one written file of a series task: the elements before and after, the action the
-    rewriter took (as the per-file pass records it), the defacing marks as the marking Plan inserted them."""
+def change_record(writer: Deidentifier, before: bytes, after: bytes, path: str) -> list[Any]:
+    """The change record of one written file (``--change-records``): the input rewritten again in memory by the
+    Deidentifier that wrote it, for the rewriter's record of what it did (deterministic), both files read with
+    pydicom, and :func:`~veil.audit.changes.change_rows` of the two; a file that fails here gets a record
+    saying so. The per-file loop and a series task (whose defaced files the marking Plan wrote) both use it."""
     from veil.audit.changes import change_rows, unavailable
-    from veil.deface.series import marking
 
-    chooser = worker.marked(marking(worker.plan.insert)) if defaced else worker
     try:
-        touched = dict(chooser.rewrite(before, path).touched())
-        return change_rows(before, after, touched, chooser.plan)
+        touched = dict(writer.rewrite(before, path).touched())
+        return change_rows(before, after, touched, writer.plan)
     except (VeilError, OSError) as exc:
         return [unavailable(type(exc).__name__)]
 

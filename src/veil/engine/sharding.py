@@ -33,8 +33,7 @@ from veil.audit.tally import Tally
 from veil.audit.write import write_shard
 from veil.engine.executor import FatalRunError
 from veil.engine.listing import Entry, EntryBlock, pack
-from veil.engine.series import SeriesBatch, series_outcomes, write_deferred
-from veil.errors import VeilError
+from veil.engine.series import SeriesBatch, change_record, series_outcomes, write_deferred
 from veil.keys import KeyedFunctions
 from veil.pipeline import CounterLookup, Deidentifier, FileOutcome, refusal_reason
 from veil.recipes import CompiledRecipe
@@ -211,7 +210,7 @@ def process_shard(
     changes: list[tuple[int, list[ElementRow]]] | None = None
     if ctx.change_records:  # the per-file loop below is the same without them
         changes = []
-        process = _recording(worker, ctx.plan_recipe.plan, changes, rows)
+        process = _recording(worker, changes, rows)
     keyed = blake3.blake3(key=audit_key)
     if (NATIVE_BATCH and worker.native and not want_reid and by_study is None and changes is None and recipe.deface is None
             and not isinstance(entries, SeriesBatch)):
@@ -374,13 +373,11 @@ def _custodian(seal_to: object) -> Any:
     return seal_to if isinstance(seal_to, CustodianPublicKey) else None
 
 
-def _recording(worker: Deidentifier, plan: Any, changes: list[tuple[int, list[ElementRow]]],
+def _recording(worker: Deidentifier, changes: list[tuple[int, list[ElementRow]]],
                rows: list[AuditRow]) -> Callable[..., FileOutcome]:
-    """``worker.process`` that also makes the change record of each written file (``--change-records``): the
-    input rewritten again in memory for the rewriter's record of what it did (deterministic), both files read
-    with pydicom, and :func:`~veil.audit.changes.change_rows` of the two; the instance's audit row is the next
-    one of ``rows``."""
-    from veil.audit.changes import change_rows, unavailable
+    """``worker.process`` that also makes the change record of each written file (``--change-records``,
+    :func:`~veil.engine.series.change_record`); the instance's audit row is the next one of ``rows``."""
+    from veil.audit.changes import unavailable
 
     process = worker.process
 
@@ -389,11 +386,11 @@ def _recording(worker: Deidentifier, plan: Any, changes: list[tuple[int, list[El
         if outcome.status == "written" and outcome.destination:
             try:
                 before = Path(source).read_bytes()
-                touched = dict(worker.rewrite(before, source).touched())
                 after = Path(outcome.destination).read_bytes()
-                elements = change_rows(before, after, touched, plan)
-            except (VeilError, OSError) as exc:  # the input changed under the run, or went: say so, go on
+            except OSError as exc:  # the input changed under the run, or went: say so, go on
                 elements = [unavailable(type(exc).__name__)]
+            else:
+                elements = change_record(worker, before, after, source)
             changes.append((len(rows), elements))
         return outcome
 
