@@ -7,7 +7,9 @@ Tests taking a ``dicom_file`` argument are parametrized over every corpus file a
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +26,16 @@ from plans import PLANS, SHIFT_DAYS, keyed_id, keyed_uid  # noqa: E402
 from veil.core.plan import Plan  # noqa: E402
 
 NIGHTLY = os.environ.get("VEIL_NIGHTLY") == "1"
+
+# veil's per-user cache (compiled recipes, the core's digest): a fresh folder for the session, inherited by every
+# veil process a test starts, never the user's own ~/.cache/veil.
+_CACHE = tempfile.mkdtemp(prefix="veil-test-cache-")
+os.environ["VEIL_CACHE_DIR"] = _CACHE
+os.environ.pop("VEIL_NO_CACHE", None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 # Markers given by the fixtures a test uses (others are set in the test modules): `make test-fast` leaves out
 # slow, cluster, ocr, corpus and kill tests.

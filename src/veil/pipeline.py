@@ -22,7 +22,6 @@ from veil.core.identity import identity_from_values
 from veil.core.plan import Action, Inserted, Plan
 from veil.errors import MalformedDicom, VeilError
 from veil.keys import CounterFormat, CounterPseudonymError, KeyedFunctions
-from veil.recipes import freetext
 
 ACTION_NAMES: tuple[str, ...] = tuple(a.name for a in Action)
 
@@ -255,6 +254,8 @@ class Deidentifier:
         """
         if self.plan.callback is None:
             return self._rewriter.rewrite(data, None, path)
+        from veil.recipes import freetext  # a plan that cleans free text: its callback has imported it
+
         identity = identity_from_values(identity_values(data, path))
         with freetext.file_identity(identity):
             return self._rewriter.rewrite(data, None, path)  # the core finds PatientID for the date shift

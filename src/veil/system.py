@@ -1,6 +1,6 @@
 """Low-level helpers every layer may use: a process that dies with its parent (the engine's pool, the key
-server), the lazy names of a package (PEP 562), the login name recorded as a default operator, and one sync of
-a whole file system."""
+server), the lazy names of a package (PEP 562), a logger that imports ``logging`` at its first message, veil's
+per-user cache folder, the login name recorded as a default operator, and one sync of a whole file system."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import functools
 import importlib
 import os
 import signal
+import stat
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["die_with_parent", "lazy_exports", "login_name", "sync_filesystem"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["LazyLogger", "cache_home", "die_with_parent", "is_private", "lazy_exports", "login_name", "sync_filesystem"]
 
 
 def die_with_parent() -> None:
@@ -47,6 +51,42 @@ def lazy_exports(package: str, homes: Mapping[str, str], namespace: dict[str, An
         return sorted(set(namespace) | set(homes))
 
     return __getattr__, __dir__
+
+
+def cache_home() -> Path | None:
+    """veil's per-user cache (what a run need not work out again: compiled recipes, the core's digest):
+    ``$VEIL_CACHE_DIR``, else ``$XDG_CACHE_HOME/veil``, else ``~/.cache/veil``; None when ``VEIL_NO_CACHE`` is
+    set (not to 0). Nothing in it is needed: a cache that is missing, damaged or not the user's own is ignored."""
+    from pathlib import Path  # not at import: ``import veil`` stays light
+
+    if os.environ.get("VEIL_NO_CACHE", "") not in ("", "0"):
+        return None
+    base = os.environ.get("VEIL_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = os.path.join(xdg, "veil") if xdg else os.path.join(os.path.expanduser("~"), ".cache", "veil")
+    return Path(base)
+
+
+def is_private(st: os.stat_result, kind: int) -> bool:
+    """Of the file type ``kind`` (``stat.S_IFREG``, ``stat.S_IFDIR``), the user's own and writable by no one
+    else: a cache entry that may be trusted as the user's own files are."""
+    return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+class LazyLogger:
+    """A module's logger whose ``logging`` package is imported at its first message, not at start-up (4 ms a
+    process): ``log = LazyLogger(__name__)``, then ``log.warning(...)`` as with ``logging.getLogger``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        import logging
+
+        return getattr(logging.getLogger(self.name), attribute)
 
 
 def login_name() -> str:

@@ -365,7 +365,7 @@ def test_rewrite_cleans_free_text_within_the_files_whole_identity(monkeypatch: p
         seen.append(identity)
         yield
 
-    monkeypatch.setattr("veil.pipeline.freetext.file_identity", record)
+    monkeypatch.setattr("veil.recipes.freetext.file_identity", record)
     plan = Plan(
         tags={0x00081030: Rule(Action.CALL)},
         vr_defaults={"SQ": Action.RECURSE},

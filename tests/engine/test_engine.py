@@ -605,10 +605,10 @@ def test_the_manifest_recipe_text_is_pyyamls_own(name: str) -> None:
     PyYAML's pure-Python emitter."""
     import yaml
 
-    from veil.engine.driver import _recipe_text
+    from veil.recipes.cache import recipe_text
 
     compiled = compile_recipe(name)
     expected = yaml.safe_dump(compiled.recipe.canonical(), sort_keys=False, allow_unicode=True, width=120,
                               default_flow_style=None)
-    assert _recipe_text(compiled) == expected
+    assert recipe_text(compiled) == expected
     assert yaml.safe_load(expected) == compiled.recipe.canonical()

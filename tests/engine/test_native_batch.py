@@ -258,11 +258,15 @@ def test_sigkill_mid_batch_run_then_resume_is_byte_identical(tmp_path, workers, 
 
 def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path) -> None:
     """Start-up: ``veil run`` imports none of the heavy modules before its first file (the audit writers import
-    pyarrow and numpy when the first shard's part is written), and pyarrow.compute not at all."""
+    pyarrow and numpy when the first shard's part is written), and pyarrow.compute not at all. A recipe in the
+    compiled-recipe cache (the session's, see conftest) is not read with the YAML reader either."""
     import subprocess
     import sys
 
     from veil.cli.main import main
+    from veil.recipes.cache import compiled_recipe
+
+    compiled_recipe(BASIC)  # into the cache the runs below find (VEIL_CACHE_DIR, set for the session)
 
     src = tmp_path / "in"
     write_archive(src, patients=1, series_per_study=1, instances_per_series=130, seed=3)  # 3 shards: the pool
@@ -274,7 +278,7 @@ def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path
         "import veil.pipeline as pipeline\n"
         "real = pipeline.Deidentifier.native_files\n"
         "def first(self, srcs, dsts):\n"
-        "    heavy = sorted(m for m in ('numpy', 'pyarrow', 'zarr', 'ray', 'pydicom') if m in sys.modules)\n"
+        "    heavy = sorted(m for m in ('numpy', 'pyarrow', 'zarr', 'ray', 'pydicom', 'yaml') if m in sys.modules)\n"
         "    print('HEAVY', heavy, file=sys.stderr)\n"
         "    pipeline.Deidentifier.native_files = real\n"
         "    return real(self, srcs, dsts)\n"

@@ -4,7 +4,6 @@ and the run manifest."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ __all__ = [
     "read_manifest",
 ]
 
-log = logging.getLogger(__name__)
-
 
 def part_is_complete(path: Path) -> bool:
     """Whether ``path`` is a whole Parquet part of this schema version (its footer read back)."""
@@ -64,7 +61,9 @@ def complete_parts(dst: Path | str) -> dict[int, Path]:
         if m and entry.is_file() and part_is_complete(entry):
             found[int(m.group(1))] = entry
         elif m:
-            log.warning(
+            import logging  # only here: a run's start-up does not load the logging package
+
+            logging.getLogger(__name__).warning(
                 "audit part %s is unreadable or of another schema version; its shard will be redone",
                 entry.name,
             )

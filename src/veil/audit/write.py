@@ -4,7 +4,6 @@ run manifest, each atomically, so a resumed run skips exactly the shards whose p
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from veil.audit.schema import (
     counts_matrix,
     scalar_types,
 )
+from veil.system import LazyLogger
 
 # numpy and pyarrow (and the pixel store, which needs them) are imported by the functions that write a shard's
 # audit: write_manifest, which a driver calls before its first file, needs neither.
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["write_shard", "write_manifest"]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 _ZARR_CHUNK_ROWS = 65536
 

@@ -73,15 +73,15 @@ def command(args: argparse.Namespace) -> int:
     import veil.engine as engine
     from veil.audit.retention import parse_retention_spec
     from veil.keys import run_key
-    from veil.recipes import compile_recipe, load_recipe
+    from veil.recipes.cache import compiled_recipe
 
     try:
         retention = parse_retention_spec(args.retention) if args.retention is not None else None
     except ValueError as exc:
         print(f"veil run: error: --retention: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    recipe = load_recipe(args.recipe)
-    compiled = compile_recipe(recipe)
+    compiled = compiled_recipe(args.recipe)  # from the compiled-recipe cache where it can
+    recipe = compiled.recipe
     key = run_key(args.key, required=recipe.requires_key)
     if args.reid_table and key is None:
         print("veil run: error: --reid-table needs a key", file=sys.stderr)

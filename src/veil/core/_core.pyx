@@ -52,8 +52,6 @@ from tagstream cimport *
 import os
 import zlib
 
-from isal import isal_zlib
-
 from veil._version import __version__ as _VEIL_VERSION
 from veil.errors import MalformedDicom, PlanError, VeilError
 from veil.core.plan import Action, DUMMY_VALUES, STANDARD_UID_PREFIX, encode_inserted

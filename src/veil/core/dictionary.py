@@ -12,8 +12,10 @@ whose answers are the same (a test compares every entry).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from types import ModuleType
+from typing import NamedTuple
 
 __all__ = [
     "dictionary_entry",
@@ -44,23 +46,32 @@ def _load_data() -> tuple[dict[int, tuple[str, ...]], dict[str, tuple[str, ...]]
     return dict(DicomDictionary), dict(RepeatersDictionary)
 
 
-_MAIN, _REPEATERS = _load_data()
-# As pydicom.datadict.mask_match: (tag ^ mask1) & mask2 == 0 where "x" digits may be anything.
-_MASKS = [
-    (int(mask.replace("x", "0"), 16), int("".join("F0"[c == "x"] for c in mask), 16), mask)
-    for mask in _REPEATERS
-]
-_KEYWORDS: dict[str, int] = {fields[4]: tag for tag, fields in _MAIN.items()}
+class _Tables(NamedTuple):
+    main: dict[int, tuple[str, ...]]
+    repeaters: dict[str, tuple[str, ...]]
+    masks: list[tuple[int, int, str]]  # as pydicom.datadict.mask_match: (tag ^ mask1) & mask2 == 0
+    keywords: dict[str, int]
+
+
+@functools.cache
+def _tables() -> _Tables:
+    """The dictionary, read on first use (5 ms): a run whose recipe comes from the compiled-recipe cache never
+    looks a tag up."""
+    main, repeaters = _load_data()
+    masks = [(int(mask.replace("x", "0"), 16), int("".join("F0"[c == "x"] for c in mask), 16), mask)
+             for mask in repeaters]
+    return _Tables(main, repeaters, masks, {fields[4]: tag for tag, fields in main.items()})
 
 
 def entry(tag: int) -> tuple[str, str] | None:
     """``(VR, keyword)`` of a public tag, repeating groups included (``60xx3000``); None when unknown. The VR is
     the dictionary's text, e.g. ``US or SS``."""
-    fields = _MAIN.get(tag)
+    tables = _tables()
+    fields = tables.main.get(tag)
     if fields is None:
-        for mask1, mask2, mask in _MASKS:
+        for mask1, mask2, mask in tables.masks:
             if (tag ^ mask1) & mask2 == 0:
-                fields = _REPEATERS[mask]
+                fields = tables.repeaters[mask]
                 break
         else:
             return None
@@ -69,17 +80,17 @@ def entry(tag: int) -> tuple[str, str] | None:
 
 def keyword_tag(keyword: str) -> int | None:
     """The tag of a keyword of the main dictionary (not the repeating groups, as pydicom's ``keyword_dict``)."""
-    return _KEYWORDS.get(keyword)
+    return _tables().keywords.get(keyword)
 
 
 def keywords() -> list[str]:
     """Every keyword of the main dictionary (for "did you mean" hints)."""
-    return list(_KEYWORDS)
+    return list(_tables().keywords)
 
 
 def repeater(mask: str) -> tuple[str, str] | None:
     """``(VR, keyword)`` of a repeating-group entry by its mask (``60xx3000``, lower case ``x``)."""
-    fields = _REPEATERS.get(mask)
+    fields = _tables().repeaters.get(mask)
     return (fields[0], fields[4]) if fields is not None else None
 
 

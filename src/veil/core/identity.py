@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from veil.core.dictionary import dictionary_entry, dictionary_keyword_tag
+from veil.core.dictionary import dictionary_entry
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -43,54 +43,51 @@ __all__ = [
 #: The kind of every person name (any element of VR PN, public or private, at any depth).
 NAME = "name"
 
-#: Attributes whose values identify (beside every PN), by keyword: the kind of identity value they hold.
-IDENTITY_KEYWORDS: dict[str, str] = {
-    "PatientID": "patient ID",
-    "OtherPatientIDs": "other patient ID",
-    "MedicalRecordLocator": "medical record locator",
-    "AccessionNumber": "accession number",
-    "StudyID": "study ID",
-    "AdmissionID": "admission ID",
-    "ServiceEpisodeID": "service episode ID",
-    "RequestedProcedureID": "requested procedure ID",
-    "ScheduledProcedureStepID": "scheduled procedure step ID",
-    "PerformedProcedureStepID": "performed procedure step ID",
-    "PlacerOrderNumberImagingServiceRequest": "order number",
-    "FillerOrderNumberImagingServiceRequest": "order number",
-    "PlacerOrderNumberImagingServiceRequestRetired": "order number",
-    "FillerOrderNumberImagingServiceRequestRetired": "order number",
-    "PlacerOrderNumberProcedure": "order number",
-    "FillerOrderNumberProcedure": "order number",
-    "PatientBirthDate": "birth date",
-    "PatientAddress": "address",
-    "InstitutionAddress": "address",
-    "ReferringPhysicianAddress": "address",
-    "PersonAddress": "address",
-    "PatientTelephoneNumbers": "telephone number",
-    "ReferringPhysicianTelephoneNumbers": "telephone number",
-    "PersonTelephoneNumbers": "telephone number",
-    "PatientTelecomInformation": "telecom information",
-    "InstitutionName": "institution name",
-    "StationName": "station name",
-    "DeviceSerialNumber": "device serial number",
-    "SourceSerialNumber": "device serial number",
-    "DetectorID": "device serial number",
-    "GantryID": "device serial number",
-    "DeviceID": "device serial number",
-    "SOPInstanceUID": "UID",
-    "SeriesInstanceUID": "UID",
-    "StudyInstanceUID": "UID",
-    "FrameOfReferenceUID": "UID",
-    "MediaStorageSOPInstanceUID": "UID",
-}
-
+#: Attributes whose values identify (beside every PN): (tag, keyword, the kind of identity value they hold). The
+#: tags are written out (a test checks each against the dictionary): the dictionary is not read to start a run.
+_IDENTITY: tuple[tuple[int, str, str], ...] = (
+    (0x00100020, "PatientID", "patient ID"),
+    (0x00101000, "OtherPatientIDs", "other patient ID"),
+    (0x00101090, "MedicalRecordLocator", "medical record locator"),
+    (0x00080050, "AccessionNumber", "accession number"),
+    (0x00200010, "StudyID", "study ID"),
+    (0x00380010, "AdmissionID", "admission ID"),
+    (0x00380060, "ServiceEpisodeID", "service episode ID"),
+    (0x00401001, "RequestedProcedureID", "requested procedure ID"),
+    (0x00400009, "ScheduledProcedureStepID", "scheduled procedure step ID"),
+    (0x00400253, "PerformedProcedureStepID", "performed procedure step ID"),
+    (0x00402016, "PlacerOrderNumberImagingServiceRequest", "order number"),
+    (0x00402017, "FillerOrderNumberImagingServiceRequest", "order number"),
+    (0x00402006, "PlacerOrderNumberImagingServiceRequestRetired", "order number"),
+    (0x00402007, "FillerOrderNumberImagingServiceRequestRetired", "order number"),
+    (0x00401006, "PlacerOrderNumberProcedure", "order number"),
+    (0x00401007, "FillerOrderNumberProcedure", "order number"),
+    (0x00100030, "PatientBirthDate", "birth date"),
+    (0x00101040, "PatientAddress", "address"),
+    (0x00080081, "InstitutionAddress", "address"),
+    (0x00080092, "ReferringPhysicianAddress", "address"),
+    (0x00401102, "PersonAddress", "address"),
+    (0x00102154, "PatientTelephoneNumbers", "telephone number"),
+    (0x00080094, "ReferringPhysicianTelephoneNumbers", "telephone number"),
+    (0x00401103, "PersonTelephoneNumbers", "telephone number"),
+    (0x00102155, "PatientTelecomInformation", "telecom information"),
+    (0x00080080, "InstitutionName", "institution name"),
+    (0x00081010, "StationName", "station name"),
+    (0x00181000, "DeviceSerialNumber", "device serial number"),
+    (0x30080105, "SourceSerialNumber", "device serial number"),
+    (0x0018700A, "DetectorID", "device serial number"),
+    (0x00181008, "GantryID", "device serial number"),
+    (0x00181003, "DeviceID", "device serial number"),
+    (0x00080018, "SOPInstanceUID", "UID"),
+    (0x0020000E, "SeriesInstanceUID", "UID"),
+    (0x0020000D, "StudyInstanceUID", "UID"),
+    (0x00200052, "FrameOfReferenceUID", "UID"),
+    (0x00020003, "MediaStorageSOPInstanceUID", "UID"),
+)
+#: keyword -> the kind of identity value it holds.
+IDENTITY_KEYWORDS: dict[str, str] = {keyword: kind for _, keyword, kind in _IDENTITY}
 #: tag -> (keyword, kind) of :data:`IDENTITY_KEYWORDS`.
-IDENTITY_TAGS: dict[int, tuple[str, str]] = {}
-for _keyword, _kind in IDENTITY_KEYWORDS.items():
-    _tag = dictionary_keyword_tag(_keyword)
-    if _tag is None:  # pragma: no cover - every keyword above is in the dictionary (a test checks it)
-        raise RuntimeError(f"unknown identity keyword {_keyword}")
-    IDENTITY_TAGS[_tag] = (_keyword, _kind)
+IDENTITY_TAGS: dict[int, tuple[str, str]] = {tag: (keyword, kind) for tag, keyword, kind in _IDENTITY}
 
 _UID = "UID"
 _KINDS: dict[int, str] = {tag: kind for tag, (_, kind) in IDENTITY_TAGS.items()}

@@ -28,6 +28,8 @@ import errno
 import functools
 import itertools
 import os
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +59,8 @@ from veil.engine.series import series_tasks
 from veil.engine.sharding import ShardContext, ShardResult, choose_shard_files, shards
 from veil.keys import Key
 from veil.recipes import CompiledRecipe
-from veil.system import login_name
+from veil.recipes.cache import recipe_text
+from veil.system import cache_home, is_private, login_name
 
 __all__ = ["RunOptions", "RunSummary", "RunTotals", "run", "check_destination", "audit_key", "FatalRunError"]
 
@@ -205,7 +208,7 @@ def run(
         "src_digest": _path_digest(options.src, run_audit_key),
         "recipe": {"name": compiled.recipe.name, "version": compiled.recipe.version,
                    "hash": compiled.recipe.content_hash, "layers": list(compiled.recipe.layers),
-                   "text": _recipe_text(compiled)},
+                   "text": recipe_text(compiled)},
         "key_id": key.key_id if key else None,
         "custodian": custodian.describe() if custodian is not None else None,
         "sealing": "custodian" if custodian is not None else "single-user" if seal_to is not None else "none",
@@ -380,24 +383,11 @@ def _command_record(command: tuple[str, ...], options: RunOptions, audit_key: by
     return out
 
 
-def _recipe_text(compiled: CompiledRecipe) -> str:
-    """The full resolved recipe (what its content hash covers) as YAML: "templates used", from the run itself."""
-    import yaml
-
-    # libyaml's emitter where PyYAML has it: the same text (a test holds them equal), a quarter of the time.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(compiled.recipe.canonical(), Dumper=dumper, sort_keys=False, allow_unicode=True,
-                          width=120, default_flow_style=None)
-    return text
-
-
 @functools.lru_cache(maxsize=1)
 def software_versions() -> dict[str, str]:
     """veil's, Python's, pydicom's and the native core's versions: the core's is the veil version it was built
     from with the first 16 hex digits of the SHA-256 of its library (a rebuild shows)."""
-    import hashlib
     import importlib.util
-    import platform
 
     pydicom = _distribution_version("pydicom")
     core = "absent"
@@ -405,12 +395,46 @@ def software_versions() -> dict[str, str]:
     if spec is not None and spec.origin:
         from veil.core import _core
 
-        digest = hashlib.sha256()
-        with open(spec.origin, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        core = f"{getattr(_core, '_VEIL_VERSION', __version__)}+sha256.{digest.hexdigest()[:16]}"
-    return {"veil": __version__, "python": platform.python_version(), "pydicom": pydicom, "core": core}
+        core = f"{getattr(_core, '_VEIL_VERSION', __version__)}+sha256.{_library_digest(spec.origin)[:16]}"
+    return {"veil": __version__, "python": sys.version.split()[0], "pydicom": pydicom, "core": core}
+
+
+def _library_digest(path: str) -> str:
+    """SHA-256 of the core's library (4 ms for its 4 MB), kept in the user's cache under the file's identity
+    (device, inode, size, modification and change times: a rebuild or any write changes the last), as Python
+    keeps byte code; worked out again when the cache has no entry for the file as it is now."""
+    import hashlib
+
+    st = os.stat(path)
+    stamp = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{path}"
+    home = cache_home()
+    memo = home / "core-digest" if home is not None else None
+    if memo is not None:
+        try:
+            with open(memo, encoding="utf-8") as fh:
+                if is_private(os.fstat(fh.fileno()), stat.S_IFREG):
+                    known_stamp, _, known = fh.read(4096).rpartition("\n")
+                    if known_stamp == stamp and len(known) == 64:
+                        return known
+        except (OSError, UnicodeDecodeError):
+            pass
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    if memo is not None:
+        try:
+            memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if is_private(os.stat(memo.parent), stat.S_IFDIR):
+                temporary = memo.with_name(f".core-digest.{os.getpid()}.tmp")
+                with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w",
+                          encoding="utf-8") as fh:
+                    fh.write(f"{stamp}\n{value}")
+                os.replace(temporary, memo)
+        except OSError:
+            pass  # a cache that cannot be written: the run goes on without it
+    return value
 
 
 def _distribution_version(name: str) -> str:

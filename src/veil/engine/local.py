@@ -3,7 +3,6 @@ forkserver in a threaded caller), its workers dying with the driver, a worker th
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
@@ -14,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from veil.engine.executor import Executor, FatalRunError, Task
 from veil.engine.sharding import ShardContext, ShardResult, process_shard, service_numbers
-from veil.system import die_with_parent
+from veil.system import LazyLogger, die_with_parent
 
 if TYPE_CHECKING:
     from veil.keys.service import WorkerKeys
 
 __all__ = ["LocalPoolExecutor", "POOL_RETRIES", "shard_executor"]
 
-log = logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 R = TypeVar("R")
 

@@ -25,7 +25,6 @@ the private key's holder recovers it.
 from __future__ import annotations
 
 import base64
-import getpass
 import json
 import os
 import re
@@ -261,6 +260,8 @@ def read_passphrase(prompt: str = "custodian passphrase: ", environ: dict[str, s
         return given
     if not sys.stdin.isatty():
         raise KeyError_(f"the custodian key needs its passphrase: run at a terminal, or set {PASSPHRASE_ENV}")
+    import getpass  # only at a terminal (with termios): not at every run's start
+
     return getpass.getpass(prompt)
 
 

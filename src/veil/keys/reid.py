@@ -40,7 +40,6 @@ import contextlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +190,8 @@ def write_sealed(target: Path, rows: Sequence[tuple[str, bytes, bytes]], key: Ke
 
 def _write_atomic(target: Path, data: bytes) -> None:
     """tmp file (mode 0600, same directory) + fsync + rename, so a reader sees the old table or the new one."""
+    import tempfile  # here: a run's start-up does not import it (and random) for a table it may never write
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:

@@ -22,7 +22,6 @@ originals, nor open the table.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from veil.keys.reid import (
     write_reid_part,
     write_sealed,
 )
+from veil.system import LazyLogger
 
 __all__ = [
     "KeyService",
@@ -61,7 +61,7 @@ __all__ = [
     "COUNTER_KIND",
 ]
 
-logger = logging.getLogger(__name__)
+logger = LazyLogger(__name__)
 
 _WORKER_PURPOSES = ("uid", "id", "date", "audit")
 COUNTER_KIND = "pseudonym"  # the one numbering every counter pseudonym of a run shares

@@ -1,8 +1,9 @@
 """Recipes: YAML files read, validated, resolved through their layers and compiled to a Plan; free-text cleaning;
 the pixel rules. The shipped recipes are package data in ``veil/recipes/shipped/``.
 
-The names below load on first use (PEP 562): the pipeline imports :mod:`veil.recipes.freetext` alone, and
-should not pay for the YAML reader and the data dictionary that loading a recipe needs.
+The names below load on first use (PEP 562): a run whose recipe comes from the compiled-recipe cache
+(:mod:`veil.recipes.cache`) loads the recipe model alone, without the YAML reader and the data dictionary that
+parsing a recipe needs; the pipeline imports :mod:`veil.recipes.freetext` only for a plan that cleans text.
 """
 
 from __future__ import annotations

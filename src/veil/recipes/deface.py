@@ -22,11 +22,12 @@ with its face.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:  # the YAML reader only where a recipe is parsed, not where a policy is used or unpickled
+    import yaml
 
-from veil.recipes.reader import _Reader
+    from veil.recipes.reader import _Reader
 
 __all__ = ["DefacePolicy", "HEAD_BODY_PARTS"]
 
@@ -64,7 +65,7 @@ class DefacePolicy:
 
 def parse_deface(rd: _Reader, node: yaml.Node) -> dict[str, Any]:
     """The keys a layer's ``deface:`` sets, checked (merged over the base's by :func:`merge_deface`)."""
-    if isinstance(node, yaml.ScalarNode) and rd.scalar(node, "deface") in (None, True):
+    if rd.is_scalar(node) and rd.scalar(node, "deface") in (None, True):
         return {}  # ``deface:`` or ``deface: true``: the defaults
     fields = rd.mapping(node, "deface", _KEYS)
     out: dict[str, Any] = {}

@@ -78,6 +78,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from veil.recipes.values import CLEANABLE_VRS
+
 if TYPE_CHECKING:
     from veil.core.identity import FileIdentity
 
@@ -107,8 +109,6 @@ class _FileWords:
 _NO_FILE = _FileWords()
 _FILE: ContextVar[_FileWords] = ContextVar("veil_freetext_file_words", default=_NO_FILE)  # noqa: B039
 
-# Text VRs the cleaner works on; everything else is removed by the callback (fail closed).
-CLEANABLE_VRS = frozenset({"AE", "CS", "LO", "LT", "SH", "ST", "UC", "UT"})
 
 _SPLIT = re.compile(rb"([\s\\,;:()\[\]{}<>\"|=]+)")
 # Joiners inside a token; a "." between two digits is a decimal point.

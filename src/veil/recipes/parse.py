@@ -44,20 +44,17 @@ from veil.recipes.deface import parse_deface
 from veil.recipes.model import RETENTION_CLASSES, _Layer, retention_problem
 from veil.recipes.pixelrules import _parse_pixels
 from veil.recipes.reader import (
-    _ALL_VRS,
     _EDITION,
-    _MAX_LENGTH,
     _element,
     _line,
     _mask_text,
     _private_text,
     _Reader,
     _required_name,
-    _value_problem,
-    _vr_choices,
     parse_tag,
 )
 from veil.recipes.rules import ACTIONS, RecipeRule, _action_problem, _pattern_problem, _replace_problem
+from veil.recipes.values import _ALL_VRS, _MAX_LENGTH, _value_problem, _vr_choices
 
 __all__: list[str] = []
 

@@ -33,13 +33,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from veil.errors import RecipeError
 from veil.recipes.paths import pixel_rules_dir
-from veil.recipes.reader import _line, _Reader, _required_name
+
+if TYPE_CHECKING:  # the YAML reader only where rules are parsed, not where a policy is used or unpickled
+    import yaml
+
+    from veil.recipes.reader import _Reader
 
 __all__ = ["AT_RISK_ACTIONS", "PIXEL_MATCH_KEYS", "PixelPolicy", "PixelRule", "SafeText", "load_pixel_rules",
            "load_safe_text"]
@@ -163,13 +165,13 @@ def _pixel_pattern(rd: _Reader, node: yaml.Node, key: str) -> str:
 
 def _parse_pixel_rule(rd: _Reader, node: yaml.Node) -> PixelRule:
     fields = rd.mapping(node, "a pixel rule", _PIXEL_RULE_KEYS)
-    source = f"{os.path.basename(rd.path)}:{_line(node) or 0}"
+    source = f"{os.path.basename(rd.path)}:{rd.line(node) or 0}"
     if "match" not in fields:
         raise rd.fail(node, "a pixel rule needs a match (header keywords and values)")
     match: list[tuple[str, tuple[str, ...]]] = []
     match_node = fields["match"][1]
     for key, (_, value_node) in rd.mapping(match_node, "match", PIXEL_MATCH_KEYS).items():
-        if isinstance(value_node, yaml.SequenceNode):
+        if rd.is_sequence(value_node):
             items = rd.sequence(value_node, f"match.{key}")
             if not items:
                 raise rd.fail(value_node, f"match.{key}: an empty list matches nothing")
@@ -199,7 +201,7 @@ def _parse_pixel_rule(rd: _Reader, node: yaml.Node) -> PixelRule:
     frames: tuple[int, ...] | None = None
     if "frames" in fields:
         frames_node = fields["frames"][1]
-        if isinstance(frames_node, yaml.ScalarNode):
+        if rd.is_scalar(frames_node):
             if rd.string(frames_node, "frames") != "all":
                 raise rd.fail(frames_node, "frames is all or a list of frame numbers (from 0)")
         else:
@@ -213,7 +215,7 @@ def _parse_pixel_rule(rd: _Reader, node: yaml.Node) -> PixelRule:
 
 def _safe_strings(rd: _Reader, node: yaml.Node, key: str) -> list[str]:
     """A safe_text value or list of values: words (no space, no backslash) or, for patterns, expressions."""
-    nodes = rd.sequence(node, f"safe_text.{key}") if isinstance(node, yaml.SequenceNode) else [node]
+    nodes = rd.sequence(node, f"safe_text.{key}") if rd.is_sequence(node) else [node]
     values = []
     for item in nodes:
         value = rd.string(item, f"safe_text.{key}")
@@ -240,7 +242,7 @@ def _parse_safe_text(rd: _Reader, node: yaml.Node) -> list[SafeText]:
         if not words and not patterns:
             raise rd.fail(entry, "a safe_text entry needs words or patterns")
         modalities = tuple(m.upper() for m in listed["modality"])
-        out.append(SafeText(modalities, words, patterns, f"{os.path.basename(rd.path)}:{_line(entry) or 0}"))
+        out.append(SafeText(modalities, words, patterns, f"{os.path.basename(rd.path)}:{rd.line(entry) or 0}"))
     return out
 
 
@@ -345,6 +347,8 @@ def _load_library(name_or_path: str | os.PathLike[str]) -> tuple[tuple[PixelRule
         raise RecipeError(str(path), None, "no such pixel rule file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(str(path), None, f"cannot read pixel rules: {exc}") from None
+    from veil.recipes.reader import _Reader, _required_name
+
     rd = _Reader(str(path))
     root = rd.compose(content)
     top = rd.mapping(root, "the pixel rule library", _PIXEL_LIBRARY_KEYS)

@@ -1,5 +1,5 @@
-"""Reading recipe YAML: a node reader whose every error names the file and the line, the tag syntax
-(``parse_tag``), and the value checks of the string and binary VRs a recipe may write (PS3.5 6.2)."""
+"""Reading recipe YAML: a node reader whose every error names the file and the line, and the tag syntax
+(``parse_tag``). The value checks of the VRs a recipe may write are in :mod:`veil.recipes.values`."""
 
 from __future__ import annotations
 
@@ -10,65 +10,14 @@ from typing import Any
 
 import yaml
 
-from veil.core.plan import DUMMY_VALUES
 from veil.errors import RecipeError
 
 __all__ = ["parse_tag"]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 _EDITION = re.compile(r"\d{4}[a-z]")
-_ALL_VRS = frozenset(DUMMY_VALUES)
-
-# PS3.5 6.2: maximum value lengths (characters) of the string VRs a recipe may write.
-_MAX_LENGTH = {
-    "AE": 16,
-    "AS": 4,
-    "CS": 16,
-    "DA": 8,
-    "DS": 16,
-    "DT": 26,
-    "IS": 12,
-    "LO": 64,
-    "LT": 10240,
-    "PN": 64,
-    "SH": 16,
-    "ST": 1024,
-    "TM": 14,
-    "UC": None,
-    "UI": 64,
-    "UR": None,
-    "UT": None,
-}
-_VALUE_SYNTAX = {
-    "AS": re.compile(r"\d{3}[DWMY]"),
-    "CS": re.compile(r"[A-Z0-9 _]*"),
-    "DA": re.compile(r"\d{8}"),
-    "DS": re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"),
-    "DT": re.compile(r"\d{4,14}(\.\d{1,6})?([+-]\d{4})?"),
-    "IS": re.compile(r"[+-]?\d{1,11}"),
-    "TM": re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?"),
-    "UI": re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))*"),
-}
-_BINARY_FORMATS = {
-    "US": "<H",
-    "SS": "<h",
-    "UL": "<I",
-    "SL": "<i",
-    "FL": "<f",
-    "FD": "<d",
-    "SV": "<q",
-    "UV": "<Q",
-}
-
 _TAG = re.compile(r"\(\s*([0-9A-Fa-fXx]{4})\s*,\s*([0-9A-Fa-fXx]{4})\s*\)")
 _PRIVATE = re.compile(r'\(\s*([0-9A-Fa-f]{4})\s*,\s*"([^"]*)"\s*,\s*([0-9A-Fa-f]{2})\s*\)')
-
-
-def _vr_choices(vr: str | None) -> tuple[str, ...]:
-    """``US or SS`` -> ("US", "SS"); None or an unknown VR -> ()."""
-    if not vr:
-        return ()
-    return tuple(v for v in (p.strip() for p in vr.split(" or ")) if v in _ALL_VRS)
 
 
 def parse_tag(text: str) -> tuple[str, Any]:
@@ -167,6 +116,19 @@ class _Reader:
             raise self.fail(1, "empty recipe")
         return node
 
+    @staticmethod
+    def is_scalar(node: yaml.Node) -> bool:
+        """Whether a node is a single value (modules that only read nodes need not import YAML for this)."""
+        return isinstance(node, yaml.ScalarNode)
+
+    @staticmethod
+    def is_sequence(node: yaml.Node) -> bool:
+        return isinstance(node, yaml.SequenceNode)
+
+    @staticmethod
+    def line(node: yaml.Node | None) -> int | None:
+        return _line(node)
+
     def scalar(self, node: yaml.Node, what: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, f"{what} must be a single value")
@@ -212,22 +174,6 @@ class _Reader:
                 )
             out[key] = (key_node, value_node)
         return out
-
-
-def _value_problem(vr: str, value: str) -> str | None:
-    """Why ``value`` is not a valid single value of the string VR ``vr`` (PS3.5 6.2), or None."""
-    limit = _MAX_LENGTH.get(vr)
-    if limit is not None and len(value) > limit:
-        return f"{value!r} is longer than {vr} allows ({limit})"
-    if "\\" in value and vr not in ("LT", "ST", "UT"):
-        return f"{value!r}: one value only (no backslash)"
-    control_ok = "\r\n\t\f" if vr in ("LT", "ST", "UT") else ""
-    if any(not (c.isprintable() or c in control_ok) for c in value):
-        return f"{value!r} holds control characters"
-    syntax = _VALUE_SYNTAX.get(vr)
-    if syntax is not None and value and not syntax.fullmatch(value):
-        return f"{value!r} is not a valid {vr} value"
-    return None
 
 
 def _required_name(rd: _Reader, root: yaml.Node, top: dict[str, Any]) -> str:

@@ -24,8 +24,7 @@ from typing import Any
 
 from veil.core.plan import Action, Rule
 from veil.keys import COUNTER_MAX_WIDTH, counter_format
-from veil.recipes.freetext import CLEANABLE_VRS
-from veil.recipes.reader import _BINARY_FORMATS, _MAX_LENGTH, _value_problem, _vr_choices
+from veil.recipes.values import _BINARY_FORMATS, _MAX_LENGTH, CLEANABLE_VRS, _value_problem, _vr_choices
 
 __all__ = ["ACTIONS", "RecipeRule"]
 
