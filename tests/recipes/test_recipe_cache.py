@@ -69,17 +69,16 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def _extending_basic(path: Path, rule: str) -> Path:
+    """A recipe named after its file that extends ps3.15-basic with one rule."""
+    return _write(path, f"name: {path.stem}\nversion: \"1\"\nextends: ps3.15-basic\nrules:\n  - {rule}\n")
+
+
 def test_an_edited_recipe_or_a_new_layer_beside_it_is_compiled_afresh(tmp_path: Path, cache: Path,
                                                                       compiles: list[object]) -> None:
     folder = tmp_path / "recipes"
     folder.mkdir()
-    recipe = _write(folder / "mine.yml", """\
-        name: mine
-        version: "1"
-        extends: ps3.15-basic
-        rules:
-          - {tag: "(0008,0070)", action: keep}
-        """)
+    recipe = _extending_basic(folder / "mine.yml", '{tag: "(0008,0070)", action: keep}')
     before = compiled_recipe(recipe)
     assert compiled_recipe(recipe).plan == before.plan and len(compiles) == 1
     # An edit: the rule changes.
@@ -137,13 +136,7 @@ def test_an_entry_answers_only_its_own_key(cache: Path, compiles: list[object]) 
 
 
 def test_a_recipe_with_an_error_is_raised_and_never_cached(tmp_path: Path, cache: Path) -> None:
-    bad = _write(tmp_path / "bad.yml", """\
-        name: bad
-        version: "1"
-        extends: ps3.15-basic
-        rules:
-          - {tag: "(0010,0010)", action: explode}
-        """)
+    bad = _extending_basic(tmp_path / "bad.yml", '{tag: "(0010,0010)", action: explode}')
     for _ in range(2):
         with pytest.raises(RecipeError, match="explode"):
             compiled_recipe(bad)
