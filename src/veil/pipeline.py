@@ -181,6 +181,12 @@ class Deidentifier:
         # first (free-text cleaning does), and no pixel work. :meth:`process` decides per call.
         self.native = plan.callback is None and pixel_policy is None
         self._rewrite_file = self._rewriter.rewrite_file
+        # A plan that cleans free text sets each file's identity for its callback (imported only for one).
+        self._freetext: Any = None
+        if plan.callback is not None:
+            from veil.recipes import freetext
+
+            self._freetext = freetext
 
     def native_file(self, src: str, dst: str) -> tuple[RewriteResult, int, int]:
         """One file end to end in the core (read or map, rewrite, write beside ``dst`` under a temporary name,
@@ -252,12 +258,10 @@ class Deidentifier:
         name, ID, birth date, address, ... at any depth; they come after the descriptions in the stream) so the
         cleaner removes its words wherever they are echoed; the values stay in memory for this file only.
         """
-        if self.plan.callback is None:
+        if self._freetext is None:
             return self._rewriter.rewrite(data, None, path)
-        from veil.recipes import freetext  # a plan that cleans free text: its callback has imported it
-
         identity = identity_from_values(identity_values(data, path))
-        with freetext.file_identity(identity):
+        with self._freetext.file_identity(identity):
             return self._rewriter.rewrite(data, None, path)  # the core finds PatientID for the date shift
 
     def _pixels(self, data: mmap.mmap | bytes, result: RewriteResult, path: str) -> pixels.Redaction | None:

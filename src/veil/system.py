@@ -4,6 +4,7 @@ per-user cache folder, the login name recorded as a default operator, and one sy
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LazyLogger", "cache_home", "die_with_parent", "is_private", "lazy_exports", "login_name", "sync_filesystem"]
+__all__ = ["LazyLogger", "cache_home", "die_with_parent", "is_private", "lazy_exports", "login_name", "read_private",
+           "sync_filesystem", "write_private"]
 
 
 def die_with_parent() -> None:
@@ -72,6 +74,42 @@ def is_private(st: os.stat_result, kind: int) -> bool:
     """Of the file type ``kind`` (``stat.S_IFREG``, ``stat.S_IFDIR``), the user's own and writable by no one
     else: a cache entry that may be trusted as the user's own files are."""
     return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def read_private(path: Path, limit: int) -> bytes | None:
+    """Up to ``limit`` bytes of a cache file, or None where it is missing or unreadable, or where it or its
+    folder is not the user's own and private (:func:`is_private`; a symlink is not followed)."""
+    try:
+        if not is_private(os.stat(path.parent), stat.S_IFDIR):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            return fh.read(limit) if is_private(os.fstat(fh.fileno()), stat.S_IFREG) else None
+        except OSError:
+            return None
+
+
+def write_private(path: Path, data: bytes) -> bool:
+    """Writes a cache file whole (mode 0600, under a temporary name beside it, then renamed), its folder made
+    (mode 0700) where missing. False, writing nothing, where the folder is not the user's own and private or
+    cannot be written: a cache is never needed, so the caller goes on without it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not is_private(os.stat(path.parent), stat.S_IFDIR):
+            return False
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        return False
+    return True
 
 
 class LazyLogger:

@@ -235,6 +235,16 @@ def test_input_digest_is_keyed_and_hex() -> None:
     assert d == input_digest(KEY, Path("a/b.dcm"))
 
 
+def test_input_digester_is_input_digest_under_one_key() -> None:
+    from veil.audit.schema import input_digester
+
+    audit_key = KEY.subkey("audit")
+    digest_of = input_digester(audit_key)
+    for path in ("a/b.dcm", "Ä/\udcff.dcm", b"series\0" + b"1.2.3"):
+        assert digest_of(path) == input_digest(audit_key, path) == input_digest(KEY, path)
+    assert digest_of("a/b.dcm") != input_digester(bytes(32))("a/b.dcm")
+
+
 def test_a_crash_before_rename_leaves_no_part_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,7 @@ from veil.audit.schema import (
     audit_schema,
     iso_time,
 )
+from veil.system import LazyLogger
 
 # numpy and pyarrow are imported by the functions that read parts: a driver into a new DST (no parts, or a
 # manifest only) needs neither before its first file.
@@ -34,6 +35,8 @@ __all__ = [
     "read_actions",
     "read_manifest",
 ]
+
+log = LazyLogger(__name__)
 
 
 def part_is_complete(path: Path) -> bool:
@@ -61,9 +64,7 @@ def complete_parts(dst: Path | str) -> dict[int, Path]:
         if m and entry.is_file() and part_is_complete(entry):
             found[int(m.group(1))] = entry
         elif m:
-            import logging  # only here: a run's start-up does not load the logging package
-
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "audit part %s is unreadable or of another schema version; its shard will be redone",
                 entry.name,
             )

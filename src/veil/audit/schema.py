@@ -14,7 +14,7 @@ import functools
 import os
 import re
 import time as _time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -46,6 +46,7 @@ __all__ = [
     "counts_from_mapping",
     "counts_matrix",
     "input_digest",
+    "input_digester",
     "iso_time",
     "parse_iso_time",
     "row_from_outcome",
@@ -321,6 +322,19 @@ def input_digest(key: Key | bytes, path: str | bytes | os.PathLike[str]) -> str:
     """
     raw = os.fsencode(path)
     return blake3.blake3(raw, key=key if isinstance(key, bytes) else key.subkey("audit")).hexdigest()
+
+
+def input_digester(audit_key: bytes) -> Callable[[str | bytes], str]:
+    """:func:`input_digest` under one audit key for the many paths of a shard: the keyed hasher is made once and
+    copied for each path (the key schedule not redone per file)."""
+    keyed = blake3.blake3(key=audit_key)
+
+    def digest(path: str | bytes) -> str:
+        hasher = keyed.copy()
+        hasher.update(os.fsencode(path))
+        return hasher.hexdigest()
+
+    return digest
 
 
 def counts_from_mapping(counts: Mapping[str, int]) -> tuple[int, ...]:

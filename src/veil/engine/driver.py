@@ -28,7 +28,6 @@ import errno
 import functools
 import itertools
 import os
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +59,7 @@ from veil.engine.sharding import ShardContext, ShardResult, choose_shard_files, 
 from veil.keys import Key
 from veil.recipes import CompiledRecipe
 from veil.recipes.cache import recipe_text
-from veil.system import cache_home, is_private, login_name
+from veil.system import cache_home, login_name, read_private, write_private
 
 __all__ = ["RunOptions", "RunSummary", "RunTotals", "run", "check_destination", "audit_key", "FatalRunError"]
 
@@ -410,30 +409,16 @@ def _library_digest(path: str) -> str:
     home = cache_home()
     memo = home / "core-digest" if home is not None else None
     if memo is not None:
-        try:
-            with open(memo, encoding="utf-8") as fh:
-                if is_private(os.fstat(fh.fileno()), stat.S_IFREG):
-                    known_stamp, _, known = fh.read(4096).rpartition("\n")
-                    if known_stamp == stamp and len(known) == 64:
-                        return known
-        except (OSError, UnicodeDecodeError):
-            pass
+        known_stamp, _, known = (read_private(memo, 4096) or b"").decode("utf-8", "surrogateescape").rpartition("\n")
+        if known_stamp == stamp and len(known) == 64:
+            return known
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     value = digest.hexdigest()
     if memo is not None:
-        try:
-            memo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if is_private(os.stat(memo.parent), stat.S_IFDIR):
-                temporary = memo.with_name(f".core-digest.{os.getpid()}.tmp")
-                with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w",
-                          encoding="utf-8") as fh:
-                    fh.write(f"{stamp}\n{value}")
-                os.replace(temporary, memo)
-        except OSError:
-            pass  # a cache that cannot be written: the run goes on without it
+        write_private(memo, f"{stamp}\n{value}".encode("utf-8", "surrogateescape"))
     return value
 
 

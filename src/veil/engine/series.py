@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from veil.deface.step import SeriesOutcome
     from veil.recipes.deface import DefacePolicy
 
-__all__ = ["DefacedSeries", "SeriesBatch", "change_record", "deface_series", "read_deferred", "series_outcomes", "series_tasks",
-           "write_deferred"]
+__all__ = ["DefacedSeries", "SeriesBatch", "change_record", "deface_series", "read_deferred", "series_outcomes",
+           "series_tasks", "write_deferred"]
 
 
 class SeriesBatch(list[Entry]):

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import blake3
-
 from veil._version import __version__
 from veil.audit.layout import quarantine_dir
 from veil.audit.schema import (
@@ -27,6 +25,7 @@ from veil.audit.schema import (
     AuditRow,
     RowContext,
     counts_matrix,
+    input_digester,
     row_from_outcome,
 )
 from veil.audit.tally import Tally
@@ -211,11 +210,11 @@ def process_shard(
     if ctx.change_records:  # the per-file loop below is the same without them
         changes = []
         process = _recording(worker, changes, rows)
-    keyed = blake3.blake3(key=audit_key)
+    digest_of = input_digester(audit_key)  # as audit.input_digest, of the path relative to SRC
     if (NATIVE_BATCH and worker.native and not want_reid and by_study is None and changes is None and recipe.deface is None
             and not isinstance(entries, SeriesBatch)):
         # The common case: the core does the whole shard in one call, the audit kept as columns.
-        return _native_shard(ctx, shard, entries, worker, row_context, keyed, custodian)
+        return _native_shard(ctx, shard, entries, worker, row_context, digest_of, custodian)
     import numpy as np  # the per-file loop (its pixel records, its counts matrix)
 
     from veil.audit.pixelstore import PixelRecord, before_thumbnail_key
@@ -231,10 +230,7 @@ def process_shard(
     elif deface is not None:
         from veil.deface.select import candidate
     for index, entry in enumerate(entries):
-        # As audit.input_digest: the keyed digest of the path relative to SRC (the same whatever the mount).
-        hasher = keyed.copy()
-        hasher.update(os.fsencode(entry.rel))
-        digest = hasher.hexdigest()
+        digest = digest_of(entry.rel)  # relative to SRC: the same whatever the mount
         if entry.error:
             outcome = FileOutcome(entry.path, None, "quarantined", reason=entry.error)
         elif series is not None:
@@ -243,9 +239,7 @@ def process_shard(
             if deface is not None:
                 found = candidate(entry.path, deface)
                 if found is not None:
-                    series_hasher = keyed.copy()
-                    series_hasher.update(b"series\0" + found.series.encode())
-                    deferred.append((index, series_hasher.hexdigest(), found.why))
+                    deferred.append((index, digest_of(b"series\0" + found.series.encode()), found.why))
                     continue
             outcome = process(entry.path, prefix + entry.rel if by_study is None else by_study, reid=want_reid)
         # One unpacking of the fields the tally needs (this runs once per file; FileOutcome's field order).
@@ -292,7 +286,7 @@ def process_shard(
 
 
 def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worker: Deidentifier,
-                  context: RowContext, keyed: Any, custodian: Any) -> ShardResult:
+                  context: RowContext, digest_of: Callable[[str | bytes], str], custodian: Any) -> ShardResult:
     """:func:`process_shard` for a shard the core can do alone (a native Deidentifier; no re-identification
     pairs, change records, defacing or study layout): one call into the core for all its files
     (:meth:`~veil.pipeline.Deidentifier.native_files`), the audit made as columns (no object per file), the
@@ -337,11 +331,7 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
         wide[[index for index, i in enumerate(at) if i >= 0]] = matrix
         matrix = wide
     all_rels = rels if len(rels) == n else [entry.rel for entry in entries]
-    digests = []
-    for rel in all_rels:  # as audit.input_digest: the keyed digest of the path relative to SRC
-        hasher = keyed.copy()
-        hasher.update(os.fsencode(rel))
-        digests.append(hasher.hexdigest())
+    digests = list(map(digest_of, all_rels))
     reasons: Counter[str] = Counter()
     quarantined = 0
     if failures or len(rels) < n:

@@ -27,14 +27,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from veil._version import __version__
 from veil.recipes.paths import pixel_rules_dir, recipes_dir
-from veil.system import cache_home, is_private
+from veil.system import cache_home, read_private, write_private
 
 if TYPE_CHECKING:
     from veil.recipes.model import CompiledRecipe
@@ -43,6 +42,7 @@ __all__ = ["cache_dir", "compiled_recipe", "recipe_text"]
 
 _FORMAT = b"veil-compiled-recipe 1\n"
 _MAX_ENTRIES = 64  # the oldest go beyond this
+_MAX_ENTRY_BYTES = 256 << 20  # an entry is read whole; a larger one is cut, so not used
 _MAX_SOURCE_BYTES = 16 << 20  # folders beside a recipe holding more YAML than this are not hashed: no cache
 _TEXTS: dict[str, str] = {}  # content hash -> resolved YAML text, for recipes this process loaded or wrote
 
@@ -96,45 +96,39 @@ def _key(name_or_path: str | os.PathLike[str]) -> str | None:
             st = module.stat()
             digest.update(f"{module.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     folders = [recipes_dir(), pixel_rules_dir()]
+    given = Path(text)
     if is_path:
-        given = Path(text)
         folders += [given.parent, given.parent / "pixels"]
-    budget = _MAX_SOURCE_BYTES
+    # The .yml files of each folder a lookup may look in (a recipe given as *.yaml besides: no lookup finds
+    # it), up to _MAX_SOURCE_BYTES in all.
+    files = [given] if is_path and not text.endswith(".yml") else []
     try:
-        if is_path:  # a recipe named *.yaml is read though no lookup finds it
-            data = given.read_bytes()
-            budget -= len(data)
-            digest.update(b"recipe\0" + data)
         for folder in dict.fromkeys(os.path.abspath(f) for f in folders):
             try:
                 names = sorted(n for n in os.listdir(folder) if n.endswith(".yml"))
             except (FileNotFoundError, NotADirectoryError):
                 names = []
-            digest.update(f"folder\0{folder}\0{len(names)}\0".encode())
-            for name in names:
-                with open(os.path.join(folder, name), "rb") as fh:
-                    data = fh.read(budget + 1)
-                budget -= len(data)
-                if budget < 0:
-                    return None
-                digest.update(f"{name}\0{len(data)}\0".encode() + data)
+            digest.update(b"folder\0" + os.fsencode(folder) + f"\0{len(names)}\0".encode())
+            files.extend(Path(folder, name) for name in names)
+        budget = _MAX_SOURCE_BYTES
+        for path in files:
+            with open(path, "rb") as fh:
+                data = fh.read(budget + 1)
+            budget -= len(data)
+            if budget < 0:
+                return None
+            digest.update(os.fsencode(path) + f"\0{len(data)}\0".encode() + data)
     except (OSError, ValueError):
         return None  # compile_recipe says what is wrong with an unreadable recipe
     return digest.hexdigest()
 
 
 def _read(path: Path, key: str) -> CompiledRecipe | None:
-    try:
-        if not is_private(os.stat(path.parent), stat.S_IFDIR):
-            return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    data = read_private(path, _MAX_ENTRY_BYTES)
+    if data is None or not data.startswith(_FORMAT):
         return None
     try:
-        with os.fdopen(fd, "rb") as fh:
-            if not is_private(os.fstat(fh.fileno()), stat.S_IFREG) or fh.read(len(_FORMAT)) != _FORMAT:
-                return None
-            entry_key, compiled, text = pickle.load(fh)
+        entry_key, compiled, text = pickle.loads(memoryview(data)[len(_FORMAT):])
     except Exception:  # noqa: BLE001 - a damaged entry, or one of classes that changed: compiled afresh
         return None
     from veil.recipes.model import CompiledRecipe
@@ -147,25 +141,17 @@ def _read(path: Path, key: str) -> CompiledRecipe | None:
 
 
 def _write(folder: Path, key: str, compiled: CompiledRecipe) -> None:
-    """Keeps an entry (written whole under a temporary name, then renamed); a cache that cannot be written, or
-    is not the user's own, is left alone: the run goes on without it."""
+    """Keeps an entry (:func:`~veil.system.write_private`), then drops the oldest beyond :data:`_MAX_ENTRIES`;
+    a cache that cannot be written, or is not the user's own, is left alone: the run goes on without it."""
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not is_private(os.stat(folder), stat.S_IFDIR):
-            return
-        payload = _FORMAT + pickle.dumps((key, compiled, recipe_text(compiled)),
-                                         protocol=pickle.HIGHEST_PROTOCOL)
-        temporary = folder / f".{key}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-            os.replace(temporary, folder / f"{key}.pickle")
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        payload = _FORMAT + pickle.dumps((key, compiled, recipe_text(compiled)), protocol=pickle.HIGHEST_PROTOCOL)
+    except pickle.PicklingError:
+        return
+    if not write_private(folder / f"{key}.pickle", payload):
+        return
+    try:
         entries = sorted(folder.glob("*.pickle"), key=lambda p: p.stat().st_mtime_ns)
         for old in entries[:-_MAX_ENTRIES]:
             old.unlink(missing_ok=True)
-    except (OSError, pickle.PicklingError):
+    except OSError:
         return
