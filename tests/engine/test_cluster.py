@@ -42,8 +42,6 @@ MARKER = "VEIL_TEST_RAY_CLUSTER"
 STARTED = "Ray runtime started"
 
 
-
-
 # --- the manifests --------------------------------------------------------------------------------------
 
 

@@ -37,8 +37,6 @@ def compiled():
     return compile_recipe(load_recipe("research"))
 
 
-
-
 def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:
     options = engine.RunOptions(src=str(src), dst=str(dst), **kw)
     return engine.run(options, compiled, KEY)

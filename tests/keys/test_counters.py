@@ -45,8 +45,6 @@ def compiled():
     return compile_recipe(load_recipe(RECIPE))
 
 
-
-
 def run(src: Path, dst: Path, compiled, **kw) -> engine.RunSummary:
     kw.setdefault("reid_table", str(dst.parent / f"{dst.name}.reid"))
     return engine.run(engine.RunOptions(src=str(src), dst=str(dst), **kw), compiled, KEY)
