@@ -30,10 +30,10 @@ def report():
 if mode == "inline":
     import veil.pipeline as pipeline
     real = pipeline.Deidentifier.native_files
-    def first(self, srcs, dsts):
+    def first(self, *args):
         report()
         pipeline.Deidentifier.native_files = real
-        return real(self, srcs, dsts)
+        return real(self, *args)
     pipeline.Deidentifier.native_files = first
 else:
     import veil.engine.local as local

@@ -71,9 +71,9 @@ def test_the_batch_path_equals_the_per_file_loop(archive, basic, tmp_path, monke
     calls: list[int] = []
     real = sharding.Deidentifier.native_files
 
-    def counted(self, srcs, dsts):  # type: ignore[no-untyped-def]
+    def counted(self, srcs, dsts, sizes=None):  # type: ignore[no-untyped-def]
         calls.append(len(srcs))
-        return real(self, srcs, dsts)
+        return real(self, srcs, dsts, sizes)
 
     monkeypatch.setattr(sharding.Deidentifier, "native_files", counted)
     batch = run(archive, tmp_path / "batch", basic, shard_files=8, atomic=atomic, workers=workers)
@@ -140,12 +140,12 @@ def test_a_shard_cut_inside_its_batch_is_redone_on_resume(archive, basic, tmp_pa
     real = sharding.Deidentifier.native_files
     calls = {"n": 0}
 
-    def dies_in_the_third(self, srcs, dsts):  # type: ignore[no-untyped-def]
+    def dies_in_the_third(self, srcs, dsts, sizes=None):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
-            real(self, srcs[:2], dsts[:2])
+            real(self, srcs[:2], dsts[:2], sizes and sizes[:2])
             raise KeyboardInterrupt("killed inside the third shard")
-        return real(self, srcs, dsts)
+        return real(self, srcs, dsts, sizes)
 
     monkeypatch.setattr(sharding.Deidentifier, "native_files", dies_in_the_third)
     with pytest.raises(KeyboardInterrupt):
@@ -173,8 +173,8 @@ def test_a_full_disk_inside_the_batch_stops_the_run(archive, basic, tmp_path, mo
     """ENOSPC from the core's batch is not a quarantine: the run stops with its fatal error."""
     real = sharding.Deidentifier.native_files
 
-    def full(self, srcs, dsts):  # type: ignore[no-untyped-def]
-        real(self, srcs[:1], dsts[:1])
+    def full(self, srcs, dsts, sizes=None):  # type: ignore[no-untyped-def]
+        real(self, srcs[:1], dsts[:1], sizes and sizes[:1])
         raise OSError(28, os.strerror(28), dsts[1])
 
     monkeypatch.setattr(sharding.Deidentifier, "native_files", full)
@@ -277,11 +277,11 @@ def test_a_run_reaches_its_first_file_without_numpy_pyarrow_zarr_or_ray(tmp_path
         "import sys\n"
         "import veil.pipeline as pipeline\n"
         "real = pipeline.Deidentifier.native_files\n"
-        "def first(self, srcs, dsts):\n"
+        "def first(self, *args):\n"
         "    heavy = sorted(m for m in ('numpy', 'pyarrow', 'zarr', 'ray', 'pydicom', 'yaml') if m in sys.modules)\n"
         "    print('HEAVY', heavy, file=sys.stderr)\n"
         "    pipeline.Deidentifier.native_files = real\n"
-        "    return real(self, srcs, dsts)\n"
+        "    return real(self, *args)\n"
         "pipeline.Deidentifier.native_files = first\n"
         "import atexit\n"
         "atexit.register(lambda: print('COMPUTE', 'pyarrow.compute' in sys.modules, file=sys.stderr))\n"

@@ -120,7 +120,7 @@ class Rewriter(TagReader):
         MalformedDicom.
         """
     def rewrite_files(
-        self, srcs: list[str], dsts: list[str], limit: int, direct: bool = False
+        self, srcs: list[str], dsts: list[str], limit: int, direct: bool = False, sizes: list[int] | None = None
     ) -> tuple[list[int], list[int], list[str], list[str], list[str], list[str], list[str], bytearray, list[int],
                list[int], list[tuple[int, Exception]]]:
         """Many files end to end in one call, each as :meth:`rewrite_file`, their outcomes as columns:

@@ -18,13 +18,17 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from libc.errno cimport errno, EINTR, EIO, ENOENT, ENOSPC, EDQUOT
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
-from libc.stdio cimport rename
-from posix.fcntl cimport open as c_open, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC, AT_SYMLINK_NOFOLLOW
+from posix.fcntl cimport (open as c_open, openat, O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_CLOEXEC, O_DIRECTORY,
+                          AT_FDCWD, AT_SYMLINK_NOFOLLOW)
 cdef extern from "<fcntl.h>":
     const int O_NOFOLLOW
+cdef extern from "fileio.h" nogil:
+    const int O_PATH  # fileio.h: O_RDONLY where the system has no O_PATH
+    int renameat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath)
+    int unlinkat(int dirfd, const char* path, int flags)
 from posix.stat cimport struct_stat, fstat, fstatat, S_ISREG, S_ISDIR, S_ISLNK
-from posix.uio cimport iovec, writev
-from posix.unistd cimport read, write, pread, close, unlink
+from posix.uio cimport iovec, readv, writev
+from posix.unistd cimport read, write, pread, close
 from posix.mman cimport mmap, munmap, PROT_READ, MAP_SHARED, MAP_FAILED
 cdef extern from "<dirent.h>" nogil:
     ctypedef struct DIR:
@@ -66,6 +70,7 @@ include "compile.pxi"      # a Plan compiled into the C tables a Rewriter reads
 include "rewriter.pxi"     # Rewriter: per element, the Plan's action applied and the output written
 include "result.pxi"       # RewriteResult, and how a walk's output becomes one (File Meta, deflate, pixels)
 include "rewriter_io.pxi"  # Rewriter.rewrite_file: read, map or read around the pixels, write, rename
+include "batch.pxi"        # Rewriter.rewrite_files: files in phases, opened relative to their folders
 include "scan.pxi"         # scan_directory, the listing of veil run
 include "peek.pxi"         # peek: the values later stages need, from the top level
 include "identity.pxi"     # identity_values: the identity elements at every depth

@@ -11,6 +11,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,9 @@
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/sendfile.h>
+#endif
+#ifndef O_PATH
+#define O_PATH O_RDONLY  /* a folder held for openat: opened for reading where there is no O_PATH */
 #endif
 
 static int veil_copy_range(int in_fd, int out_fd, int64_t offset, int64_t count)

@@ -2,6 +2,7 @@
 # or read around the Pixel Data value, or mapped; written under a temporary name beside the output (one
 # writev, or the kernel copying the pixel range from the input), then renamed; or, ``direct``, written under
 # its final name (the run's shard is then the atomic unit: a shard cut short is redone whole).
+# The batch of Rewriter.rewrite_files (batch.pxi) writes through the same helpers, relative to a folder.
 
 HEAD_BYTES = 32768  # what a large file's head is read as: the elements before its Pixel Data value
 
@@ -133,12 +134,21 @@ cdef int _raise_errno(int err, str path) except -1:
 cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, str tmp) except -1:
     """Header, pixels, trailer to ``btmp`` (one writev, a loop for short writes), closed, renamed to ``bdst``.
     On any failure the temporary file is removed and OSError raised."""
+    cdef int err = 0
+    cdef Py_ssize_t done = _write_at(result, AT_FDCWD, btmp, bdst, &err)
+    if err != 0:
+        _raise_errno(err, tmp)
+    return done
+
+
+cdef Py_ssize_t _write_at(RewriteResult result, int folder, const char* ctmp, const char* cdst,
+                          int* error) except -1:
+    """:func:`_write_and_rename` relative to the open ``folder`` (``AT_FDCWD``: the paths as they are): the
+    bytes written, or an errno in ``error`` (the temporary file removed)."""
     cdef Py_buffer views[3]
     cdef iovec iov[3]
     cdef int n = 0, i, fd, err = 0
     cdef Py_ssize_t total = 0, done = 0, r, skip
-    cdef const char* ctmp = btmp
-    cdef const char* cdst = bdst
     parts = result.parts()
     for obj in parts:
         PyObject_GetBuffer(obj, &views[n], PyBUF_SIMPLE)
@@ -148,7 +158,7 @@ cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, 
         n += 1
     try:
         with nogil:
-            fd = _open_temporary(ctmp, &err)
+            fd = _open_temporary(folder, ctmp, &err)
             if fd >= 0:
                 i = 0
                 while done < total:
@@ -169,12 +179,11 @@ cdef Py_ssize_t _write_and_rename(RewriteResult result, bytes btmp, bytes bdst, 
                     if i < n and r:
                         iov[i].iov_base = <char*>iov[i].iov_base + r
                         iov[i].iov_len -= r
-                err = _finish_temporary(fd, ctmp, cdst, err)
+                err = _finish_temporary(fd, folder, ctmp, cdst, err)
     finally:
         for i in range(n):
             PyBuffer_Release(&views[i])
-    if err != 0:
-        _raise_errno(err, tmp)
+    error[0] = err
     return done
 
 
@@ -193,41 +202,42 @@ cdef Py_ssize_t _write_copy_and_rename(RewriteResult result, int src_fd, bytes b
         start = result.pixel_range[0]
         count = result.pixel_range[1] - start
     with nogil:
-        fd = _open_temporary(ctmp, &err)
+        fd = _open_temporary(AT_FDCWD, ctmp, &err)
         if fd >= 0:
             err = _write_fully(fd, head, head_len)
             if err == 0 and count > 0:
                 err = veil_copy_range(src_fd, fd, start, count)
             if err == 0 and tail_len:
                 err = _write_fully(fd, tail, tail_len)
-            err = _finish_temporary(fd, ctmp, cdst, err)
+            err = _finish_temporary(fd, AT_FDCWD, ctmp, cdst, err)
     if err != 0:
         _raise_errno(err, tmp)
     return head_len + count + tail_len
 
 
-cdef int _finish_temporary(int fd, const char* tmp, const char* dst, int err) noexcept nogil:
+cdef int _finish_temporary(int fd, int folder, const char* tmp, const char* dst, int err) noexcept nogil:
     """Closes the temporary output; renames it to ``dst`` when everything before went well (``err`` 0), else
     removes it. A direct write (``tmp`` is ``dst``) is not renamed, and removed on an error. Returns the first
-    error."""
+    error. Both names are relative to ``folder`` (``AT_FDCWD``: paths)."""
     if close(fd) != 0 and err == 0:
         err = errno
-    if err == 0 and tmp != dst and rename(tmp, dst) != 0:
+    if err == 0 and tmp != dst and renameat(folder, tmp, folder, dst) != 0:
         err = errno
     if err != 0:
-        unlink(tmp)
+        unlinkat(folder, tmp, 0)
     return err
 
 
-cdef int _open_temporary(const char* path, int* err) noexcept nogil:
-    """The temporary output, created or truncated (never through a symbolic link), the folders above it made
-    when missing; -1 with ``err`` set on failure."""
-    cdef int fd = c_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
-    if fd < 0 and errno == ENOENT:
+cdef int _open_temporary(int folder, const char* path, int* err) noexcept nogil:
+    """The temporary output, created or truncated (never through a symbolic link); -1 with ``err`` set on
+    failure. A path (``folder`` is ``AT_FDCWD``) has the folders above it made when missing; a name in an open
+    folder does not (ENOENT: the folder was removed since it was opened)."""
+    cdef int fd = openat(folder, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+    if fd < 0 and errno == ENOENT and folder == AT_FDCWD:
         err[0] = veil_make_parents(path)
         if err[0] != 0:
             return -1
-        fd = c_open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        fd = openat(folder, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
     err[0] = errno if fd < 0 else 0
     return fd
 
@@ -261,117 +271,3 @@ cdef int _write_fully(int fd, const char* p, Py_ssize_t n) noexcept nogil:
         p += r
         n -= r
     return 0
-
-
-cdef enum:
-    PHASE_FILES_C = 64  # small files a batch reads, then rewrites, then writes together (warm caches in each phase)
-
-
-cdef object _read_small(str src, Py_ssize_t limit):
-    """A whole input of ``limit`` bytes or fewer as bytes, or its size (an int) when it is larger. Raises
-    OSError or MalformedDicom as :func:`_rewrite_file` does."""
-    cdef Py_ssize_t size
-    cdef int fd = _open_input(src, &size)
-    try:
-        return size if size > limit else _read_whole(fd, size, src)
-    finally:
-        close(fd)
-
-
-cdef int _refuse(list failures, Py_ssize_t index, exc) except -1:
-    """Records a file the batch refuses; a full disk is raised instead (it stops the run)."""
-    if isinstance(exc, OSError) and (exc.errno == ENOSPC or exc.errno == EDQUOT):
-        raise exc
-    failures.append((index, exc))
-    return 0
-
-
-cdef tuple _rewrite_files(Rewriter rw, list srcs, list dsts, Py_ssize_t limit, bint direct):
-    """The body of Rewriter.rewrite_files (documented there). Small inputs go in phases of PHASE_FILES: all
-    read, then all rewritten, then all written; a larger one is done whole by :func:`_rewrite_file` in its
-    turn."""
-    cdef Py_ssize_t n = len(srcs), i, j, k, stop
-    if len(dsts) != n:
-        raise ValueError(f"{n} inputs but {len(dsts)} outputs")
-    cdef list in_bytes = [0] * n, out_bytes = [0] * n, micros = [0] * n, times = [0] * n
-    cdef list sop_class = [""] * n, sop_instance = [""] * n, study = [""] * n, series = [""] * n
-    cdef list modality = [""] * n, failures = []
-    cdef bytearray counts = bytearray(n * N_ACTIONS * sizeof(int32_t))
-    cdef int32_t* row
-    cdef int32_t* counts_at = <int32_t*><char*>counts
-    cdef RewriteResult result
-    cdef timespec t0, t1, wall
-    cdef int64_t spent[PHASE_FILES_C]
-    cdef bint pending[PHASE_FILES_C]  # rewritten in memory, not written yet
-    cdef list phase = [None] * PHASE_FILES_C
-    cdef bytes bdst, btmp
-    for k in range(0, n, PHASE_FILES_C):
-        stop = min(n, k + PHASE_FILES_C)
-        # Read: each input whole (or its size, when it is large: done whole below).
-        for i in range(k, stop):
-            clock_gettime(CLOCK_MONOTONIC, &t0)
-            try:
-                phase[i - k] = _read_small(<str>srcs[i], limit)
-            except (OSError, VeilError) as exc:
-                phase[i - k] = None
-                _refuse(failures, i, exc)
-            clock_gettime(CLOCK_MONOTONIC, &t1)
-            spent[i - k] = (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-        # Rewrite: in memory, caches warm from one file to the next.
-        for i in range(k, stop):
-            data = phase[i - k]
-            pending[i - k] = False
-            if data is None:
-                continue
-            clock_gettime(CLOCK_MONOTONIC, &t0)
-            try:
-                if type(data) is bytes:
-                    in_bytes[i] = len(<bytes>data)
-                    phase[i - k] = rw.rewrite(data, None, <str>srcs[i])
-                    pending[i - k] = True
-                else:
-                    done_file = _rewrite_file(rw, <str>srcs[i], <str>dsts[i], limit, None, direct)
-                    phase[i - k] = (<tuple>done_file)[0]
-                    in_bytes[i] = (<tuple>done_file)[1]
-                    out_bytes[i] = (<tuple>done_file)[2]
-            except (OSError, VeilError) as exc:
-                phase[i - k] = None
-                _refuse(failures, i, exc)
-            clock_gettime(CLOCK_MONOTONIC, &t1)
-            spent[i - k] += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-        # Write: one writev each (under a temporary name then renamed, or direct).
-        for i in range(k, stop):
-            done_file = phase[i - k]
-            if done_file is None:
-                continue
-            result = <RewriteResult>done_file
-            if pending[i - k]:
-                clock_gettime(CLOCK_MONOTONIC, &t0)
-                bdst = (<str>dsts[i]).encode("utf-8", "surrogateescape")
-                btmp = _temporary(bdst, direct)
-                try:
-                    out_bytes[i] = _write_and_rename(result, btmp, bdst,
-                                                     btmp.decode("utf-8", "surrogateescape"))
-                except OSError as exc:
-                    phase[i - k] = None
-                    _refuse(failures, i, exc)
-                    continue
-                finally:
-                    result.pixels = None
-                clock_gettime(CLOCK_MONOTONIC, &t1)
-                spent[i - k] += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
-            clock_gettime(CLOCK_REALTIME, &wall)
-            micros[i] = spent[i - k] // 1000
-            times[i] = wall.tv_sec * 1000000 + wall.tv_nsec // 1000
-            sop_class[i] = result.sop_class_uid
-            sop_instance[i] = result.sop_instance_uid
-            study[i] = result.study_instance_uid
-            series[i] = result.series_instance_uid
-            modality[i] = result.modality
-            row = counts_at + i * N_ACTIONS
-            for j in range(N_ACTIONS):
-                row[j] = <int32_t>result._counts[j]
-            phase[i - k] = None
-    failures.sort()  # in file order (the phases found them out of it); each index is there once
-    return (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
-            failures)

@@ -299,7 +299,7 @@ def _native_shard(ctx: ShardContext, shard: int, entries: Sequence[Entry], worke
         files = [entry for entry in entries if not entry.error]
         rels, sources, sizes = [e.rel for e in files], [e.path for e in files], [e.size for e in files]
     (in_bytes, out_bytes, sop_class, sop_instance, study, series, modality, counts, micros, times,
-     failures) = worker.native_files(sources, [prefix + rel for rel in rels])
+     failures) = worker.native_files(sources, [prefix + rel for rel in rels], sizes)
     import numpy as np  # after the files: a run's first file waits for no import it does not need
 
     matrix = np.frombuffer(counts, dtype=np.int32).reshape(len(rels), len(ACTION_NAMES))
