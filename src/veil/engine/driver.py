@@ -53,7 +53,7 @@ from veil.audit import (
 from veil.audit.retention import resolve_policy
 from veil.audit.schema import iso_time
 from veil.engine.executor import Executor, FatalRunError
-from veil.engine.listing import Entry, list_inputs
+from veil.engine.listing import Entry, list_blocks
 from veil.engine.series import series_tasks
 from veil.engine.sharding import ShardContext, ShardResult, choose_shard_files, shards
 from veil.keys import Key
@@ -178,7 +178,7 @@ def run(
         retention = resolve_policy(compiled.recipe.retention, options.retention)
     except ValueError as exc:
         raise FatalRunError(str(exc)) from None
-    inputs = list_inputs(options.src, options.files_from)
+    inputs = list_blocks(options.src, options.files_from)  # runs of plain files as blocks: no object each
     if "shard_files" in previous:
         shard_files = int(previous["shard_files"])  # a resumed run cuts the same shards, whatever its --workers
     elif options.shard_files is not None:
@@ -278,7 +278,7 @@ def run(
             if compiled.recipe.deface is not None:
                 # Defacing: the series set aside by the shards, one task each (veil.engine.series), once every
                 # shard is done; the listing is cut again the same way to find their files.
-                relisted = shards(list_inputs(options.src, options.files_from), shard_files, shard_bytes)
+                relisted = shards(list_blocks(options.src, options.files_from), shard_files, shard_bytes)
                 tasks = series_tasks(str(dst), run_id, relisted)
                 for result in executor.run(_pending(iter(tasks), done, summary)):
                     summary.add(result)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, overload
 
 from veil.core._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 
-__all__ = ["Entry", "EntryBlock", "list_inputs", "pack"]
+__all__ = ["Entry", "EntryBlock", "list_blocks", "list_inputs", "pack"]
 
 
 class Entry(NamedTuple):
@@ -94,6 +94,19 @@ def list_inputs(src: str, files_from: str | None = None) -> Iterator[Entry]:
     """Inputs in a stable order, lazily: a recursive walk of SRC (one directory's names in memory at a time),
     or the lines of a listing file. Unreadable directories, loops and symlinks out of SRC are yielded as
     entries with an ``error`` so the run records them and goes on."""
+    for item in list_blocks(src, files_from):
+        if isinstance(item, EntryBlock):
+            yield from item
+        else:
+            yield item
+
+
+def list_blocks(src: str, files_from: str | None = None) -> Iterator[Entry | EntryBlock]:
+    """:func:`list_inputs` in the same order, with each run of a folder's plain files (the files between two of
+    its sub-folders, by name; 4,096 at most) as one :class:`EntryBlock` (prefix SRC + "/", paths relative to
+    SRC, sizes):
+    what the driver cuts into shards (:func:`~veil.engine.sharding.shards`) without an object per file. A
+    symbolic link, and what the listing refuses, is an :class:`Entry`; so is every line of a listing file."""
     root = os.path.realpath(src)
     if files_from is not None:
         yield from _list_file(root, files_from)
@@ -124,11 +137,19 @@ def _entry(path: str, rel: str, root: str) -> Entry:
     return Entry(path, rel, st.st_size)
 
 
-def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry]:
+_BLOCK_FILES = 4096  # plain files a block of the walk holds at most
+
+
+def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Iterator[Entry | EntryBlock]:
     """Depth first, names sorted, one frame per open directory on an explicit stack (no generator per level:
-    each entry is yielded once, not passed up through every parent). Each directory is read by the core's
-    ``scan_directory``: one pass, and an ``lstat`` relative to the directory for each file."""
+    each item is yielded once, not passed up through every parent). Each directory is read by the core's
+    ``scan_directory``: one pass, and an ``lstat`` relative to the directory for each file. A run of plain
+    files is yielded as one block, before whatever follows it (a sub-folder, a link, a refusal)."""
     inside = root + os.sep
+    # Every path the walk makes is this prefix + the path relative to SRC (SRC's folders are joined with "/").
+    base = root if root.endswith(os.sep) else inside
+    rels: list[str] = []
+    sizes: list[int] = []
     stack: list[list[Any]] = [[top, rel, frozenset(ancestors), None]]
     while stack:
         frame = stack[-1]
@@ -138,6 +159,9 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
                 listed = sorted(scan_directory(directory))
             except OSError as exc:
                 stack.pop()
+                if rels:
+                    yield EntryBlock(base, rels, sizes)
+                    rels, sizes = [], []
                 yield Entry(directory, rel or ".", error=f"cannot list directory: {exc.strerror}")
                 continue
             items = frame[3] = iter(listed)
@@ -146,11 +170,18 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
         for name, kind, value in items:
             if name.startswith(".veil"):
                 continue
-            path = folder + name
             if kind == SCAN_FILE:
                 # A plain file under a directory already known to be inside SRC: its size came with the scan.
-                yield Entry(path, prefix + name, value)
+                rels.append(prefix + name)
+                sizes.append(value)
+                if len(rels) >= _BLOCK_FILES:
+                    yield EntryBlock(base, rels, sizes)
+                    rels, sizes = [], []
                 continue
+            if rels:  # the run of plain files before this item
+                yield EntryBlock(base, rels, sizes)
+                rels, sizes = [], []
+            path = folder + name
             child_rel = prefix + name
             is_link = kind == SCAN_SYMLINK
             if kind == SCAN_DIRECTORY or (is_link and os.path.isdir(path)):
@@ -177,6 +208,9 @@ def _walk(top: str, rel: str, root: str, ancestors: set[tuple[int, int]]) -> Ite
                 yield Entry(path, child_rel, error="not a regular file")
         else:
             stack.pop()
+            if rels:  # a block holds one folder's files (a listing in memory stays one folder's)
+                yield EntryBlock(base, rels, sizes)
+                rels, sizes = [], []
 
 
 def _list_file(root: str, listing: str) -> Iterator[Entry]:

@@ -5,6 +5,7 @@ last."""
 
 from __future__ import annotations
 
+import bisect
 import errno
 import itertools
 import json
@@ -91,7 +92,10 @@ class ShardResult(NamedTuple):
     host: str = ""
 
 
-def choose_shard_files(entries: Iterator[Entry], workers: int) -> tuple[int, Iterator[Entry]]:
+Listed = Entry | EntryBlock  # what a listing yields: an entry, or a run of plain files (listing.list_blocks)
+
+
+def choose_shard_files(entries: Iterator[Listed], workers: int) -> tuple[int, Iterator[Listed]]:
     """Files per shard for a run that was given none, and the entries to run (the same, looked ahead).
 
     A job that the listing shows to be small (it ends within two full shards per worker) is cut into about
@@ -103,28 +107,81 @@ def choose_shard_files(entries: Iterator[Entry], workers: int) -> tuple[int, Ite
     if workers <= 1:
         return SHARD_FILES, entries
     horizon = min(2 * workers * SHARD_FILES, 16_384)
-    head = list(itertools.islice(entries, horizon))
-    if len(head) >= horizon:
-        return SHARD_FILES, itertools.chain(head, entries)
-    per_shard = -(-len(head) // (SHARDS_PER_WORKER * workers))
+    head: list[Listed] = []
+    seen = 0
+    for item in entries:
+        head.append(item)
+        seen += len(item) if isinstance(item, EntryBlock) else 1
+        if seen >= horizon:
+            return SHARD_FILES, itertools.chain(head, entries)
+    per_shard = -(-seen // (SHARDS_PER_WORKER * workers))
     return max(MIN_SHARD_FILES, min(SHARD_FILES, per_shard)), iter(head)
 
 
-def shards(entries: Iterator[Entry], max_files: int, max_bytes: int) -> Iterator[tuple[int, Sequence[Entry]]]:
-    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs); a
-    shard of plain files as an :class:`~veil.engine.listing.EntryBlock` (:func:`~veil.engine.listing.pack`)."""
-    batch: list[Entry] = []
-    size = 0
-    number = 0
-    for entry in entries:
-        batch.append(entry)
-        size += entry.size
-        if len(batch) >= max_files or size >= max_bytes:
-            yield number, pack(batch)
-            number += 1
-            batch, size = [], 0
-    if batch:
-        yield number, pack(batch)
+def shards(entries: Iterator[Listed], max_files: int, max_bytes: int) -> Iterator[tuple[int, Sequence[Entry]]]:
+    """Consecutive shards bounded by file count and bytes, numbered in listing order (stable across runs): a
+    shard ends at the first entry that brings it to ``max_files`` files or ``max_bytes`` bytes. A shard of plain
+    files is an :class:`~veil.engine.listing.EntryBlock` (:func:`~veil.engine.listing.pack`).
+
+    The listing may come as entries or with runs of plain files as blocks (:func:`~veil.engine.listing.
+    list_blocks`): a block is cut where its running total of sizes passes the bound (``bisect`` over
+    ``accumulate``), so the shards are the same either way, and a shard made of blocks alone is joined as
+    columns, with no object per file."""
+    pieces: list[Listed] = []  # the shard so far: blocks (slices of the listing's) and entries
+    count = size = number = 0
+    for item in entries:
+        if not isinstance(item, EntryBlock):
+            pieces.append(item)
+            count += 1
+            size += item.size
+            if count >= max_files or size >= max_bytes:
+                yield number, _joined(pieces)
+                number += 1
+                pieces, count, size = [], 0, 0
+            continue
+        block = item
+        start, end = 0, len(block)
+        totals = list(itertools.accumulate(block.sizes))
+        while start < end:
+            # Files of the block the shard can take: up to the count bound, or to the first file at which
+            # its bytes reach the byte bound.
+            before = totals[start - 1] if start else 0
+            take = min(end - start, max_files - count,
+                       bisect.bisect_left(totals, max_bytes - size + before, start, end) - start + 1)
+            stop = start + take
+            pieces.append(block if (start, stop) == (0, end) else
+                          EntryBlock(block.prefix, block.rels[start:stop], block.sizes[start:stop]))
+            count += take
+            size += totals[stop - 1] - before
+            start = stop
+            if count >= max_files or size >= max_bytes:
+                yield number, _joined(pieces)
+                number += 1
+                pieces, count, size = [], 0, 0
+    if pieces:
+        yield number, _joined(pieces)
+
+
+def _joined(pieces: list[Listed]) -> Sequence[Entry]:
+    """One shard of :func:`shards` from its pieces: a block when they are blocks of one prefix, else
+    :func:`~veil.engine.listing.pack` of their entries (a shard with a refusal or a link)."""
+    blocks = [piece for piece in pieces if isinstance(piece, EntryBlock)]
+    if len(blocks) == len(pieces) and all(block.prefix == blocks[0].prefix for block in blocks):
+        if len(blocks) == 1:
+            return blocks[0]
+        rels: list[str] = []
+        sizes: list[int] = []
+        for block in blocks:
+            rels += block.rels
+            sizes += block.sizes
+        return EntryBlock(blocks[0].prefix, rels, sizes)
+    entries: list[Entry] = []
+    for piece in pieces:
+        if isinstance(piece, EntryBlock):
+            entries.extend(piece)
+        else:
+            entries.append(piece)
+    return pack(entries)
 
 
 # --- the shard function (runs in this process, in a pool process or as a Ray task) -------------------------
