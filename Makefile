@@ -6,7 +6,7 @@ STAMP := $(VENV)/.veil-installed
 SAMPLE ?= sample
 SHELL := /bin/bash
 
-.PHONY: setup build test test-fast test-nightly run bench lint clean
+.PHONY: setup build test test-fast test-nightly run bench bench-peers lint clean
 
 # The virtual environment is reused when present; the install stamp tracks the files that define the build.
 $(BIN)/python:
@@ -60,6 +60,18 @@ run: setup
 
 bench: setup
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only
+
+# The peers benchmarks/compare_peers.py measures veil against, each where missing: GDCM's gdcmanon (and openssl,
+# which makes the throwaway certificate of its PS3.15 mode) from Debian, dicognito from PyPI. compare_peers.py
+# skips, and says so, any peer it does not find.
+bench-peers: setup
+	packages=""; \
+	command -v gdcmanon >/dev/null || packages="$$packages libgdcm-tools"; \
+	command -v openssl >/dev/null || packages="$$packages openssl"; \
+	[ -z "$$packages" ] || { command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null) \
+		|| echo "warning: could not install$$packages; compare_peers.py will skip those peers"; }
+	$(BIN)/python -c "import dicognito" 2>/dev/null || $(BIN)/python -m pip install --quiet "dicognito>=0.17"
 
 # ruff, the layer rules (import-linter contracts in pyproject.toml) and the type checker.
 lint: setup
