@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, cast, overload
 
 from veil.core._core import SCAN_DIRECTORY, SCAN_ERROR, SCAN_FILE, SCAN_SYMLINK, scan_directory
 
@@ -94,11 +94,14 @@ def list_inputs(src: str, files_from: str | None = None) -> Iterator[Entry]:
     """Inputs in a stable order, lazily: a recursive walk of SRC (one directory's names in memory at a time),
     or the lines of a listing file. Unreadable directories, loops and symlinks out of SRC are yielded as
     entries with an ``error`` so the run records them and goes on."""
-    for item in list_blocks(src, files_from):
-        if isinstance(item, EntryBlock):
+    if files_from is not None:  # entries already: no layer between them and the caller
+        yield from _list_file(os.path.realpath(src), files_from)
+        return
+    for item in list_blocks(src):
+        if type(item) is EntryBlock:  # (not isinstance: EntryBlock's ABC check costs an item 0.5 us)
             yield from item
         else:
-            yield item
+            yield cast(Entry, item)
 
 
 def list_blocks(src: str, files_from: str | None = None) -> Iterator[Entry | EntryBlock]:
