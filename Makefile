@@ -44,9 +44,10 @@ build: setup
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-# The inner loop (under two minutes): no Ray, no OCR, no shared corpus, no kill-and-resume, no slow tests.
+# The inner loop (about two and a half minutes on 2 CPUs): no Ray, no OCR, no shared corpus, no kill-and-resume,
+# no browser, no slow tests, and none of the heavy ones (a defacing volume, thousands of files or messages).
 test-fast: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not cluster and not ocr and not corpus and not kill and not browser" tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not cluster and not ocr and not corpus and not kill and not browser and not heavy" tests
 
 test-nightly: setup
 	VEIL_NIGHTLY=1 $(BIN)/python -m pytest -q tests

@@ -167,6 +167,7 @@ def assert_equals_inspect(src: Path, dst: Path, opener, with_before: bool) -> in
     return checked
 
 
+@pytest.mark.heavy
 def test_a_run_keeps_records_equal_to_inspect_on_pydicom_files(tmp_path) -> None:
     src = copied(pydicom_file_list(), tmp_path / "in")
     summary = run_with_changes(src, tmp_path / "out", shard_files=40)

@@ -407,6 +407,7 @@ def test_mutated_files_are_rewritten_or_rejected_as_malformed(seed_files, tmp_pa
     assert not summary["failures"] and not summary["slow"], _report(summary)
 
 
+@pytest.mark.heavy
 def test_hostile_inputs_are_rejected_without_crashing(core, tmp_path) -> None:
     summary = run_fuzz([], 0, 0, tmp_path, special=True)
     assert not summary["failures"] and not summary["slow"], _report(summary)

@@ -19,6 +19,8 @@ from veil.audit import deface_dir, read_audit, read_pixel_records
 from veil.keys import Key
 from veil.verification import verify
 
+pytestmark = pytest.mark.heavy  # seconds a case: run by make test, left out of make test-fast
+
 RECIPE = """name: research-defaced
 version: "1"
 extends: research

@@ -11,6 +11,8 @@ from veil.deface.grid import Volume
 from veil.deface.method import DefaceError, DefaceOptions, deface, head_mask
 from veil.deface.render import frontal_render
 
+pytestmark = pytest.mark.heavy  # seconds a case: run by make test, left out of make test-fast
+
 # (head, modality, size (slices, rows, columns) or None for the head's own grid, spacing mm, tilt degrees)
 CASES = [
     ("robex", "MR", None, None, 0.0),

@@ -281,6 +281,7 @@ def test_veil_push_is_resumable(tmp_path: Path, clean_orthancs: tuple[Orthanc, O
     assert len(target.instances()) == 0, "a second push sends only what is not there yet"
 
 
+@pytest.mark.heavy
 def test_thousands_of_c_stores_on_one_association_without_an_abort(tmp_path: Path) -> None:
     """3,000 C-STOREs on one association to DCMTK's storescp with TCP_NODELAY on both ends (replies in well
     under a millisecond), as veil's senders make them: every one answered, no abort, no Nagle wait."""
