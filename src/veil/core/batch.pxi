@@ -57,9 +57,7 @@ cdef object _read_small(str src, Py_ssize_t limit, Py_ssize_t listed, _Folder fo
     OSError or MalformedDicom as :func:`_rewrite_file` does.
 
     ``listed`` is the size the listing saw (0: not known). A small listed file is opened relative to its folder
-    and read with one ``read`` of ``listed + 1`` bytes, with no ``fstat``: what comes back is the file (fewer
-    bytes: it shrank, and what is there is parsed, as ever). One byte more means it grew, or is not a regular
-    file: it is then sized by ``fstat`` and read from the start, as an unlisted file is."""
+    and read with one ``readv`` of ``listed`` bytes and one more, with no ``fstat`` (:func:`_read_listed`)."""
     cdef Py_ssize_t size
     cdef bytes bsrc
     cdef Py_ssize_t slash = -1
@@ -88,12 +86,13 @@ cdef object _read_small(str src, Py_ssize_t limit, Py_ssize_t listed, _Folder fo
 
 cdef object _read_listed(int fd, Py_ssize_t listed, Py_ssize_t limit, str src):
     """The open input of :func:`_read_small` whose listing said ``listed`` bytes: read into a bytes object of
-    that size, and one byte past it, in one ``readv`` (which returns short at the end of the file)."""
+    that size, and one byte past it, in one ``readv`` (which returns short at the end of the file). What comes
+    back is the file (fewer bytes: it shrank, and what is there is parsed, as ever). The byte past it means the
+    file grew, or is not a regular file: it is then sized and read as an unlisted file is."""
     cdef bytes data = PyBytes_FromStringAndSize(NULL, listed)
     cdef char extra
     cdef iovec iov[2]
     cdef Py_ssize_t got = 0, r, size
-    cdef struct_stat st
     while got < listed:
         iov[0].iov_base = PyBytes_AS_STRING(data) + got
         iov[0].iov_len = listed - got
@@ -109,18 +108,8 @@ cdef object _read_listed(int fd, Py_ssize_t listed, Py_ssize_t limit, str src):
             break
         got += r
     if got > listed:  # it grew since the listing, or is not a plain file: sized as an unlisted file is
-        if fstat(fd, &st) != 0:
-            _raise_errno(errno, src)
-        if not S_ISREG(st.st_mode):
-            raise MalformedDicom(src, 0, "not a regular file")
-        size = st.st_size
-        if size > limit:
-            return size
-        data = PyBytes_FromStringAndSize(NULL, size)
-        got = _pread_fully(fd, PyBytes_AS_STRING(data), size, 0)
-        if got < 0:
-            _raise_errno(errno, src)
-        return data if got == size else data[:got]
+        size = _input_size(fd, src)
+        return size if size > limit else _read_whole(fd, size, src)
     if got == 0:
         raise MalformedDicom(src, 0, "empty file")
     return data if got == listed else data[:got]  # it shrank: what is there is parsed (a cut file fails)
@@ -246,7 +235,7 @@ cdef Py_ssize_t _write_in_folder(RewriteResult result, bytes bdst, bint direct, 
     cdef bytes name, btmp
     if at >= 0:
         name = bdst[slash + 1:]
-        btmp = name if direct else b"." + name + b".veil-tmp"
+        btmp = _temporary(name, direct)  # (the same name beside it, a name with no "/")
         written = _write_at(result, at, btmp, name, &err)
         if err == 0:
             return written

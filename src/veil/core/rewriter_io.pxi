@@ -22,41 +22,40 @@ cdef int _open_input(str src, Py_ssize_t* size) except -1:
     cdef bytes bsrc = src.encode("utf-8", "surrogateescape")
     cdef const char* csrc = bsrc
     cdef int fd
-    cdef struct_stat st
     with nogil:
         fd = c_open(csrc, O_RDONLY | O_CLOEXEC)
     if fd < 0:
         _raise_errno(errno, src)
     try:
-        if fstat(fd, &st) != 0:
-            _raise_errno(errno, src)
-        if not S_ISREG(st.st_mode):
-            raise MalformedDicom(src, 0, "not a regular file")
-        if st.st_size == 0:
-            raise MalformedDicom(src, 0, "empty file")
+        size[0] = _input_size(fd, src)
     except BaseException:
         close(fd)
         raise
-    size[0] = st.st_size
     return fd
 
 
+cdef Py_ssize_t _input_size(int fd, str src) except -1:
+    """The size of an open input (``fstat``): MalformedDicom when it is not a regular file or is empty."""
+    cdef struct_stat st
+    if fstat(fd, &st) != 0:
+        _raise_errno(errno, src)
+    if not S_ISREG(st.st_mode):
+        raise MalformedDicom(src, 0, "not a regular file")
+    if st.st_size == 0:
+        raise MalformedDicom(src, 0, "empty file")
+    return st.st_size
+
+
 cdef bytes _read_whole(int fd, Py_ssize_t size, str src):
-    """The ``size`` bytes of an open input (fewer if it shrank while it was read: parse what is there, and a
-    truncated file fails)."""
+    """The ``size`` bytes of an open input from its start (fewer if it shrank while it was read: parse what is
+    there, and a truncated file fails)."""
     cdef bytes data = PyBytes_FromStringAndSize(NULL, size)
     cdef char* p = PyBytes_AS_STRING(data)
-    cdef Py_ssize_t got = 0, r
-    while got < size:
-        with nogil:
-            r = read(fd, p + got, size - got)
-        if r < 0:
-            if errno == EINTR:
-                continue
-            _raise_errno(errno, src)
-        if r == 0:
-            break
-        got += r
+    cdef Py_ssize_t got
+    with nogil:
+        got = _pread_fully(fd, p, size, 0)
+    if got < 0:
+        _raise_errno(errno, src)
     return data if got == size else data[:got]
 
 

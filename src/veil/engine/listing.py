@@ -107,9 +107,9 @@ def list_inputs(src: str, files_from: str | None = None) -> Iterator[Entry]:
 def list_blocks(src: str, files_from: str | None = None) -> Iterator[Entry | EntryBlock]:
     """:func:`list_inputs` in the same order, with each run of a folder's plain files (the files between two of
     its sub-folders, by name; 4,096 at most) as one :class:`EntryBlock` (prefix SRC + "/", paths relative to
-    SRC, sizes):
-    what the driver cuts into shards (:func:`~veil.engine.sharding.shards`) without an object per file. A
-    symbolic link, and what the listing refuses, is an :class:`Entry`; so is every line of a listing file."""
+    SRC, sizes): what the driver cuts into shards (:func:`~veil.engine.sharding.shards`) without an object per
+    file. A symbolic link, and what the listing refuses, is an :class:`Entry`; so is every line of a listing
+    file."""
     root = os.path.realpath(src)
     if files_from is not None:
         yield from _list_file(root, files_from)

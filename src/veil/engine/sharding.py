@@ -141,7 +141,6 @@ def shards(entries: Iterator[Listed], max_files: int, max_bytes: int) -> Iterato
                 pieces, blocks, count, size = [], False, 0, 0
             continue
         block = item
-        blocks = True
         start, end = 0, len(block)
         totals = list(itertools.accumulate(block.sizes))
         while start < end:
@@ -153,13 +152,14 @@ def shards(entries: Iterator[Listed], max_files: int, max_bytes: int) -> Iterato
             stop = start + take
             pieces.append(block if (start, stop) == (0, end) else
                           EntryBlock(block.prefix, block.rels[start:stop], block.sizes[start:stop]))
+            blocks = True
             count += take
             size += totals[stop - 1] - before
             start = stop
             if count >= max_files or size >= max_bytes:
                 yield number, _joined(pieces, blocks)
                 number += 1
-                pieces, blocks, count, size = [], start < end, 0, 0
+                pieces, blocks, count, size = [], False, 0, 0
     if pieces:
         yield number, _joined(pieces, blocks)
 
